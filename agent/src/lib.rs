@@ -1,0 +1,2 @@
+//! libdrti_agent.so — see DESIGN.md.
+pub mod patch;

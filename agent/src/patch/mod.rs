@@ -1,0 +1,1 @@
+//! Live code patching (being written).

@@ -1,0 +1,254 @@
+//! The on-disk / in-memory layout of drti metadata, version 1.
+//!
+//! # How the agent finds a decorated module
+//! Every decorated object file carries one ELF note in a section named `.note.drti`
+//! (SHT_NOTE, allocated, 4-byte aligned). The linker gathers notes into `PT_NOTE`
+//! segments, which `dl_iterate_phdr` shows for the executable and for every shared
+//! object, at start-up and after `dlopen`. The agent (and `drti inspect`, from the file)
+//! walks those notes; each drti note locates one object file's metadata:
+//!
+//! ```text
+//! note header: namesz = 5, descsz = 24, type = NOTE_TYPE, name = "drti\0" (padded to 8)
+//! desc:        i64 blob_rel     blob address    - note address   (read-only metadata)
+//!              i64 addrs_rel    address table   - note address   (u64 per global, relocated)
+//!              i64 runtime_rel  runtime area    - note address   (writable, see RuntimeArea)
+//! ```
+//! All three offsets are link-time constants between local symbols, so the note needs no
+//! dynamic relocation and reads the same from the file and from memory.
+//!
+//! # The blob
+//! A self-contained byte string, every offset relative to its start:
+//! `BlobHeader | FunctionRecord[n_functions] | SiteRecord[n_sites] | GlobalRecord[n_globals]
+//! | strings | zstd(bitcode)`. It is written by [`crate::writer`] and validated by
+//! [`crate::reader`] before anything in it is trusted.
+//!
+//! # The address table
+//! `u64[n_globals]`: the run-time address of every global the clean bitcode references
+//! (functions, variables, aliases; internal ones included; thread-locals excluded, their
+//! slot is 0). The dynamic loader fills it, so a JIT binds each name to the program's own
+//! copy. In the file, slots may be 0 (RELA addends live in relocations).
+//!
+//! # The runtime area
+//! Writable, zero at load: `hook` (null while no agent is attached), `reserved`, then one
+//! `i32` sampling counter per call site. Decorated code at site `s` does
+//! `if hook != null { c = counters[s] - 1; counters[s] = c; if c < 0 { hook(area, s, target) } }`.
+
+/// Name of the ELF note (and of the section that holds it).
+pub const NOTE_NAME: &[u8] = b"drti";
+/// Section the instrumenter puts each note in.
+pub const NOTE_SECTION: &str = ".note.drti";
+/// ELF note type of a drti note ("DRTI" read as a little-endian u32).
+pub const NOTE_TYPE: u32 = u32::from_le_bytes(*b"DRTI");
+/// Size of the note descriptor: three i64 relative offsets.
+pub const NOTE_DESC_SIZE: usize = 24;
+/// Size of a whole drti note: 12-byte header, 8-byte padded name, descriptor.
+pub const NOTE_SIZE: usize = 12 + 8 + NOTE_DESC_SIZE;
+/// Offset of the descriptor inside the note.
+pub const NOTE_DESC_OFFSET: usize = 20;
+
+/// First eight bytes of every blob.
+pub const MAGIC: [u8; 8] = *b"DRTIMOD\0";
+/// The metadata version this crate writes and reads.
+pub const VERSION: u32 = 1;
+
+/// Upper bound on the decompressed bitcode a reader accepts (guards against zip bombs).
+pub const MAX_BITCODE_RAW: u64 = 1 << 30;
+
+/// Fixed header at the start of a blob.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlobHeader {
+    /// [`MAGIC`].
+    pub magic: [u8; 8],
+    /// [`VERSION`].
+    pub version: u32,
+    /// `size_of::<BlobHeader>()` when written; lets later versions grow the header.
+    pub header_size: u32,
+    /// Total blob size in bytes, header included.
+    pub total_size: u64,
+    /// Number of [`FunctionRecord`]s.
+    pub n_functions: u32,
+    /// Number of [`SiteRecord`]s; also the number of counters in the runtime area.
+    pub n_sites: u32,
+    /// Number of [`GlobalRecord`]s; also the number of address-table slots.
+    pub n_globals: u32,
+    /// Reserved, zero.
+    pub flags: u32,
+    /// Offset of the function records.
+    pub functions_off: u64,
+    /// Offset of the site records.
+    pub sites_off: u64,
+    /// Offset of the global records.
+    pub globals_off: u64,
+    /// Offset of the string table (NUL-terminated UTF-8 strings).
+    pub strings_off: u64,
+    /// Size of the string table.
+    pub strings_size: u64,
+    /// Offset of the zstd-compressed bitcode.
+    pub bitcode_off: u64,
+    /// Size of the compressed bitcode.
+    pub bitcode_size: u64,
+    /// Size of the bitcode once decompressed.
+    pub bitcode_raw_size: u64,
+    /// FNV-1a hash of the raw bitcode: identifies the module in logs and dumps.
+    pub bitcode_hash: u64,
+    /// String offset of the source file name.
+    pub source_name: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// One global value referenced by the clean bitcode; index `i` matches address slot `i`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GlobalRecord {
+    /// String offset of the IR name.
+    pub name: u32,
+    /// One of the `GLOBAL_KIND_*` values.
+    pub kind: u8,
+    /// `GLOBAL_*` flag bits.
+    pub flags: u8,
+    /// Reserved, zero.
+    pub reserved: u16,
+}
+
+/// [`GlobalRecord::kind`]: a function.
+pub const GLOBAL_KIND_FUNCTION: u8 = 0;
+/// [`GlobalRecord::kind`]: a global variable.
+pub const GLOBAL_KIND_VARIABLE: u8 = 1;
+/// [`GlobalRecord::kind`]: an alias.
+pub const GLOBAL_KIND_ALIAS: u8 = 2;
+/// Defined in this module (not a declaration).
+pub const GLOBAL_DEFINED: u8 = 1;
+/// Local linkage (internal / private): not reachable by name from outside.
+pub const GLOBAL_LOCAL: u8 = 2;
+/// Thread-local: no address slot (slot stays 0), code using it is not JIT-compiled.
+pub const GLOBAL_TLS: u8 = 4;
+/// A constant.
+pub const GLOBAL_CONSTANT: u8 = 8;
+
+/// One defined function of the module.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FunctionRecord {
+    /// Index of the function's [`GlobalRecord`] (name and address slot).
+    pub global: u32,
+    /// Index of this function's first [`SiteRecord`].
+    pub first_site: u32,
+    /// Number of profiled call sites in this function.
+    pub n_sites: u32,
+    /// `FUNCTION_*` flag bits.
+    pub flags: u32,
+}
+
+/// The function's indirect call sites are profiled.
+pub const FUNCTION_DECORATED: u32 = 1;
+/// The user opted the function out (`DRTI_SKIP` or `annotate("drti_skip")`).
+pub const FUNCTION_SKIPPED: u32 = 2;
+/// The function has a patchable entry (a 5-byte NOP the agent may turn into a jump).
+pub const FUNCTION_PATCHABLE: u32 = 4;
+
+/// One profiled indirect call site.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteRecord {
+    /// Index of the containing [`FunctionRecord`].
+    pub function: u32,
+    /// Position among the function's indirect calls, in instruction order of the clean
+    /// bitcode (the JIT finds the call again by this ordinal).
+    pub ordinal: u32,
+    /// `SITE_*` flag bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// The site is an `invoke` (C++ call that may throw into a landing pad).
+pub const SITE_INVOKE: u32 = 1;
+/// The callee type is variadic.
+pub const SITE_VARARG: u32 = 2;
+
+/// Header of the writable runtime area; `n_sites` `i32` counters follow it.
+#[repr(C)]
+#[derive(Debug)]
+pub struct RuntimeAreaHeader {
+    /// `extern "C" fn(area: *mut RuntimeAreaHeader, site: u32, target: *const c_void)`,
+    /// or null while no agent is attached.
+    pub hook: core::sync::atomic::AtomicPtr<core::ffi::c_void>,
+    /// Reserved, zero.
+    pub reserved: u64,
+}
+
+/// Size of [`RuntimeAreaHeader`]; the counters start there.
+pub const RUNTIME_COUNTERS_OFFSET: usize = core::mem::size_of::<RuntimeAreaHeader>();
+
+/// Signature of the agent's sampling hook.
+pub type HookFn = unsafe extern "C" fn(area: *mut RuntimeAreaHeader, site: u32, target: *const core::ffi::c_void);
+
+/// FNV-1a, 64 bit: the bitcode hash of [`BlobHeader::bitcode_hash`].
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The three offsets of a drti note descriptor, relative to the note's first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoteDesc {
+    /// Blob address minus note address.
+    pub blob_rel: i64,
+    /// Address table minus note address.
+    pub addrs_rel: i64,
+    /// Runtime area minus note address.
+    pub runtime_rel: i64,
+}
+
+impl NoteDesc {
+    /// Decodes a descriptor; `None` unless exactly [`NOTE_DESC_SIZE`] bytes.
+    pub fn parse(desc: &[u8]) -> Option<NoteDesc> {
+        if desc.len() != NOTE_DESC_SIZE {
+            return None;
+        }
+        let word = |i: usize| i64::from_le_bytes(desc[i * 8..i * 8 + 8].try_into().unwrap());
+        Some(NoteDesc { blob_rel: word(0), addrs_rel: word(1), runtime_rel: word(2) })
+    }
+
+    /// Encodes the descriptor (used by tests and tools that fabricate notes).
+    pub fn to_bytes(&self) -> [u8; NOTE_DESC_SIZE] {
+        let mut out = [0u8; NOTE_DESC_SIZE];
+        out[0..8].copy_from_slice(&self.blob_rel.to_le_bytes());
+        out[8..16].copy_from_slice(&self.addrs_rel.to_le_bytes());
+        out[16..24].copy_from_slice(&self.runtime_rel.to_le_bytes());
+        out
+    }
+}
+
+/// Walks the ELF notes in `data` (the bytes of a PT_NOTE segment or SHT_NOTE section,
+/// 4-byte aligned entries) and returns `(offset of note start, descriptor)` for each drti
+/// note. Malformed notes end the walk; nothing is read out of bounds.
+pub fn drti_notes(data: &[u8]) -> Vec<(usize, NoteDesc)> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    let align4 = |n: usize| n.checked_add(3).map(|v| v & !3);
+    while pos + 12 <= data.len() {
+        let rd = |i: usize| u32::from_le_bytes(data[pos + i..pos + i + 4].try_into().unwrap()) as usize;
+        let (namesz, descsz, ntype) = (rd(0), rd(4), rd(8) as u32);
+        let Some(name_end) = align4(namesz).and_then(|n| (pos + 12).checked_add(n)) else { break };
+        let Some(desc_end) = align4(descsz).and_then(|n| name_end.checked_add(n)) else { break };
+        if desc_end > data.len() || name_end - (align4(namesz).unwrap()) + namesz > data.len() {
+            break;
+        }
+        let name = &data[pos + 12..pos + 12 + namesz];
+        let name = name.strip_suffix(&[0]).unwrap_or(name);
+        if ntype == NOTE_TYPE && name == NOTE_NAME {
+            if let Some(desc) = NoteDesc::parse(&data[name_end..name_end + descsz]) {
+                out.push((pos, desc));
+            }
+        }
+        pos = desc_end;
+    }
+    out
+}

@@ -1,0 +1,18 @@
+//! drti's metadata ABI, shared by the instrumenter (which writes it into every decorated
+//! object file) and the agent (which reads it from process memory). No LLVM here.
+//!
+//! * [`format`] — the records, constants and the note that locates them;
+//! * [`writer`] — builds the read-only blob;
+//! * [`reader`] — validates a blob, never trusting an offset;
+//! * [`image`] — finds notes and blobs in a set of segments (memory or file);
+//! * [`elf`] — the same from an ELF file on disk.
+
+pub mod elf;
+pub mod format;
+pub mod image;
+pub mod reader;
+pub mod writer;
+
+pub use format::*;
+pub use reader::{Blob, Error};
+pub use writer::BlobWriter;

@@ -1,0 +1,120 @@
+//! Builds a blob (see [`crate::format`]) for the instrumenter.
+
+use crate::format::*;
+use std::collections::HashMap;
+
+/// Collects the records of one module, then lays them out with [`BlobWriter::finish`].
+#[derive(Default)]
+pub struct BlobWriter {
+    functions: Vec<FunctionRecord>,
+    sites: Vec<SiteRecord>,
+    globals: Vec<GlobalRecord>,
+    strings: Vec<u8>,
+    interned: HashMap<String, u32>,
+    source_name: u32,
+}
+
+impl BlobWriter {
+    /// A writer for the module compiled from `source_name`.
+    pub fn new(source_name: &str) -> BlobWriter {
+        let mut w = BlobWriter::default();
+        w.source_name = w.string(source_name);
+        w
+    }
+
+    /// Interns `s` and returns its offset in the string table.
+    pub fn string(&mut self, s: &str) -> u32 {
+        if let Some(&off) = self.interned.get(s) {
+            return off;
+        }
+        let off = self.strings.len() as u32;
+        // An IR name never contains NUL; if one does, cut there rather than corrupt the table.
+        self.strings.extend_from_slice(s.split('\0').next().unwrap_or("").as_bytes());
+        self.strings.push(0);
+        self.interned.insert(s.to_owned(), off);
+        off
+    }
+
+    /// Adds a global; returns its index (= its address-table slot).
+    pub fn global(&mut self, name: &str, kind: u8, flags: u8) -> u32 {
+        let name = self.string(name);
+        self.globals.push(GlobalRecord { name, kind, flags, reserved: 0 });
+        (self.globals.len() - 1) as u32
+    }
+
+    /// Adds a function whose global is `global`; its sites are added next with [`Self::site`].
+    pub fn function(&mut self, global: u32, flags: u32) -> u32 {
+        let first_site = self.sites.len() as u32;
+        self.functions.push(FunctionRecord { global, first_site, n_sites: 0, flags });
+        (self.functions.len() - 1) as u32
+    }
+
+    /// Adds a call site to the most recently added function; returns the site index.
+    pub fn site(&mut self, ordinal: u32, flags: u32) -> u32 {
+        let function = (self.functions.len() - 1) as u32;
+        self.functions.last_mut().expect("site() before function()").n_sites += 1;
+        self.sites.push(SiteRecord { function, ordinal, flags, reserved: 0 });
+        (self.sites.len() - 1) as u32
+    }
+
+    /// Number of sites added so far.
+    pub fn site_count(&self) -> u32 {
+        self.sites.len() as u32
+    }
+
+    /// Compresses `bitcode` and lays out the blob.
+    pub fn finish(self, bitcode: &[u8]) -> std::io::Result<Vec<u8>> {
+        let compressed = zstd::bulk::compress(bitcode, 3)?;
+        let hdr = std::mem::size_of::<BlobHeader>() as u64;
+        let functions_off = hdr;
+        let sites_off = functions_off + (self.functions.len() * std::mem::size_of::<FunctionRecord>()) as u64;
+        let globals_off = sites_off + (self.sites.len() * std::mem::size_of::<SiteRecord>()) as u64;
+        let strings_off = globals_off + (self.globals.len() * std::mem::size_of::<GlobalRecord>()) as u64;
+        let bitcode_off = strings_off + self.strings.len() as u64;
+        let total_size = bitcode_off + compressed.len() as u64;
+        let header = BlobHeader {
+            magic: MAGIC,
+            version: VERSION,
+            header_size: hdr as u32,
+            total_size,
+            n_functions: self.functions.len() as u32,
+            n_sites: self.sites.len() as u32,
+            n_globals: self.globals.len() as u32,
+            flags: 0,
+            functions_off,
+            sites_off,
+            globals_off,
+            strings_off,
+            strings_size: self.strings.len() as u64,
+            bitcode_off,
+            bitcode_size: compressed.len() as u64,
+            bitcode_raw_size: bitcode.len() as u64,
+            bitcode_hash: fnv1a(bitcode),
+            source_name: self.source_name,
+            reserved: 0,
+        };
+        let mut out = Vec::with_capacity(total_size as usize);
+        out.extend_from_slice(as_bytes(std::slice::from_ref(&header)));
+        out.extend_from_slice(as_bytes(&self.functions));
+        out.extend_from_slice(as_bytes(&self.sites));
+        out.extend_from_slice(as_bytes(&self.globals));
+        out.extend_from_slice(&self.strings);
+        out.extend_from_slice(&compressed);
+        debug_assert_eq!(out.len() as u64, total_size);
+        Ok(out)
+    }
+}
+
+/// The plain-old-data records of this crate, viewed as bytes.
+fn as_bytes<T: Pod>(records: &[T]) -> &[u8] {
+    // SAFETY: `Pod` types are #[repr(C)] integers/arrays without padding, so every byte
+    // is initialised; the slice covers exactly the records' memory.
+    unsafe { std::slice::from_raw_parts(records.as_ptr().cast::<u8>(), std::mem::size_of_val(records)) }
+}
+
+/// Marker for the records that are plain bytes (no padding, no pointers).
+pub(crate) trait Pod: Copy {}
+impl Pod for BlobHeader {}
+impl Pod for FunctionRecord {}
+impl Pod for SiteRecord {}
+impl Pod for GlobalRecord {}
