@@ -40,7 +40,7 @@ pub fn read_elf(data: &[u8]) -> Result<ElfModules<'_>, FileError> {
     for ph in phdrs {
         let Ok(bytes) = ph.data(endian, data) else { continue };
         match ph.p_type(endian) {
-            PT_LOAD => space.add(ph.p_vaddr(endian), bytes),
+            PT_LOAD => space.add(ph.p_vaddr(endian), bytes, ph.p_memsz(endian)),
             PT_NOTE => notes.push((ph.p_vaddr(endian), bytes)),
             _ => {}
         }

@@ -5,29 +5,32 @@
 use crate::format::{drti_notes, NoteDesc};
 use crate::reader::{parse_header, Blob, Error};
 
-/// Readable address ranges of one module: `(start address, bytes)`.
+/// Address ranges of one module: `(start address, readable bytes, size in memory)`.
+/// In a file, a segment's memory size may exceed its bytes (`.bss`).
 #[derive(Default)]
 pub struct Segments<'a> {
-    ranges: Vec<(u64, &'a [u8])>,
+    ranges: Vec<(u64, &'a [u8], u64)>,
 }
 
 impl<'a> Segments<'a> {
-    /// Adds a readable range.
-    pub fn add(&mut self, addr: u64, bytes: &'a [u8]) {
-        self.ranges.push((addr, bytes));
+    /// Adds a range of `mem_size` bytes whose first `bytes.len()` bytes are readable.
+    pub fn add(&mut self, addr: u64, bytes: &'a [u8], mem_size: u64) {
+        self.ranges.push((addr, bytes, mem_size.max(bytes.len() as u64)));
     }
 
     /// The bytes from `addr` to the end of the range that contains it.
     pub fn tail(&self, addr: u64) -> Option<&'a [u8]> {
-        self.ranges.iter().find_map(|&(start, bytes)| {
+        self.ranges.iter().find_map(|&(start, bytes, _)| {
             let off = addr.checked_sub(start)?;
             (off < bytes.len() as u64).then(|| &bytes[off as usize..])
         })
     }
 
-    /// Whether `len` bytes from `addr` are all inside one range.
+    /// Whether `len` bytes from `addr` are all inside one range's memory size.
     pub fn contains(&self, addr: u64, len: u64) -> bool {
-        self.tail(addr).is_some_and(|t| t.len() as u64 >= len)
+        self.ranges.iter().any(|&(start, _, size)| {
+            addr.checked_sub(start).and_then(|off| off.checked_add(len)).is_some_and(|end| end <= size)
+        })
     }
 }
 

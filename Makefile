@@ -1,0 +1,35 @@
+# drti: `make demo` builds everything and runs the demo; `make test` runs the whole suite.
+PREFIX ?= /usr/local
+CARGO ?= cargo
+REL := target/release
+
+.PHONY: all setup build demo test bench install clean
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	@echo "build: cargo build --release --workspace"
+	@$(CARGO) build --release --workspace
+	@ln -sf drti-cc $(REL)/drti-c++
+
+demo: build
+	@bash demo/run.sh
+
+test: build
+	@echo "test: cargo test --release --workspace"
+	@$(CARGO) test --release --workspace
+
+bench: build
+	@bash demo/bench.sh
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -m 755 $(REL)/drti-cc $(REL)/drti $(DESTDIR)$(PREFIX)/bin/
+	ln -sf drti-cc $(DESTDIR)$(PREFIX)/bin/drti-c++
+	install -m 755 $(REL)/libdrti_agent.so $(REL)/libdrti_jit.so $(DESTDIR)$(PREFIX)/lib/
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,415 @@
+//! The decoration pass: turns a clang-produced module into a drti module.
+//!
+//! What it adds (layout and field meanings: `bitcode_embed::format`):
+//! * the clean bitcode of the module, taken before anything below is added, so the JIT
+//!   recompiles exactly what clang produced;
+//! * a table of the run-time addresses of every global the clean bitcode names, internal
+//!   ones included, so JIT'd code binds to the program's own data (one copy of statics);
+//! * a function table and one site record per indirect call of each selected function;
+//! * at each such site, sampling code: one monotonic load of the module's hook pointer and
+//!   a branch while no agent is attached; with an agent, a per-site counter decrement and,
+//!   every N-th call, a call of the hook with the actual target;
+//! * a 5-byte patchable entry (`patchable-function-entry=5`) on every defined function;
+//! * the `.note.drti` note that lets the agent find all of it in memory.
+
+use crate::ir;
+use bitcode_embed::format::*;
+use bitcode_embed::BlobWriter;
+use llvm_sys::core::*;
+use llvm_sys::prelude::*;
+use std::collections::{HashMap, HashSet};
+
+/// What to decorate.
+pub struct Options {
+    /// Source file name, recorded in the metadata.
+    pub source_name: String,
+    /// Functions opted out by name (`DRTI_SKIP`), in addition to `annotate("drti_skip")`.
+    pub skip: Vec<String>,
+}
+
+/// What was decorated.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Defined functions in the function table.
+    pub functions: usize,
+    /// Profiled indirect call sites.
+    pub sites: usize,
+    /// Globals in the address table.
+    pub globals: usize,
+    /// Size of the embedded (compressed) blob.
+    pub blob_bytes: usize,
+}
+
+const PROFILE_HELPER: &str = "__drti_profile";
+
+/// Decorates module `m` in place.
+pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
+    name_anonymous_globals(m);
+    let mut skip: HashSet<String> = ir::annotated_functions(m, "drti_skip").into_iter().collect();
+    skip.extend(opts.skip.iter().cloned());
+    let clean = module_bitcode(m);
+
+    let mut w = BlobWriter::new(&opts.source_name);
+    let mut slots: Vec<LLVMValueRef> = Vec::new();
+    let mut index: HashMap<LLVMValueRef, u32> = HashMap::new();
+    record_globals(m, &mut w, &mut slots, &mut index);
+
+    // Function table and sites, from the clean module (nothing has been added yet).
+    let mut sites: Vec<(LLVMValueRef, u32)> = Vec::new();
+    let mut defined = Vec::new();
+    for f in ir::functions(m) {
+        if ir::is_declaration(f) || ir::is_llvm_reserved(&ir::name(f)) {
+            continue;
+        }
+        defined.push(f);
+        let skipped = skip.contains(&ir::name(f));
+        let calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
+        let patchable = !ir::has_fn_attr(f, "naked") && ir::string_fn_attr(f, "patchable-function-entry").is_none();
+        let mut flags = if patchable { FUNCTION_PATCHABLE } else { 0 };
+        if skipped {
+            flags |= FUNCTION_SKIPPED;
+        }
+        if !calls.is_empty() {
+            flags |= FUNCTION_DECORATED;
+        }
+        w.function(index[&f], flags);
+        for (ordinal, &call) in calls.iter().enumerate() {
+            let mut sflags = 0;
+            if ir::is_invoke(call) {
+                sflags |= SITE_INVOKE;
+            }
+            if ir::call_is_vararg(call) {
+                sflags |= SITE_VARARG;
+            }
+            let site = w.site(ordinal as u32, sflags);
+            sites.push((call, site));
+        }
+        if patchable {
+            ir::add_string_fn_attr(f, "patchable-function-entry", "5");
+        }
+    }
+    let n_sites = w.site_count();
+    let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: slots.len(), blob_bytes: 0 };
+    let blob = w.finish(&clean).map_err(|e| format!("compressing bitcode: {e}"))?;
+    let stats = Stats { blob_bytes: blob.len(), ..stats };
+
+    let b = Builder::new(m);
+    let runtime = b.runtime_area(n_sites);
+    if !sites.is_empty() {
+        let helper = b.profile_helper(runtime, n_sites);
+        for &(call, site) in &sites {
+            b.call_helper_before(helper, call, site);
+        }
+        run_passes(m, "always-inline")?;
+        // The inliner usually deletes the helper once it is dead; drop it if it did not.
+        let name = std::ffi::CString::new(PROFILE_HELPER).unwrap();
+        // SAFETY: after the pass every call of the helper was inlined, so an existing
+        // helper has no uses and can be deleted.
+        unsafe {
+            let left = LLVMGetNamedFunction(m, name.as_ptr());
+            if !left.is_null() {
+                LLVMDeleteFunction(left);
+            }
+        }
+    }
+    let blob_g = b.bytes_global("__drti_blob", &blob, 8);
+    let addrs = b.address_table(&slots);
+    let note = b.note(blob_g, addrs, runtime);
+    b.append_used(note);
+    verify(m)?;
+    Ok(stats)
+}
+
+/// Gives every unnamed global a name, so the clean bitcode can be bound by name.
+fn name_anonymous_globals(m: LLVMModuleRef) {
+    let all = ir::functions(m).into_iter().chain(ir::global_vars(m)).chain(ir::aliases(m));
+    for (i, g) in all.enumerate() {
+        if ir::name(g).is_empty() {
+            ir::set_name(g, &format!("__drti_anon.{i}"));
+        }
+    }
+}
+
+/// Records every global value of the clean module in the global table; `slots[i]` is the
+/// value whose address goes in slot `i` (null for thread-locals).
+fn record_globals(m: LLVMModuleRef, w: &mut BlobWriter, slots: &mut Vec<LLVMValueRef>, index: &mut HashMap<LLVMValueRef, u32>) {
+    let mut add = |w: &mut BlobWriter, g: LLVMValueRef, kind: u8, mut flags: u8| {
+        let name = ir::name(g);
+        if ir::is_llvm_reserved(&name) {
+            return;
+        }
+        if !ir::is_declaration(g) {
+            flags |= GLOBAL_DEFINED;
+        }
+        if ir::is_local(g) {
+            flags |= GLOBAL_LOCAL;
+        }
+        let i = w.global(&name, kind, flags);
+        slots.push(if flags & GLOBAL_TLS != 0 { std::ptr::null_mut() } else { g });
+        index.insert(g, i);
+    };
+    for f in ir::functions(m) {
+        add(w, f, GLOBAL_KIND_FUNCTION, 0);
+    }
+    for g in ir::global_vars(m) {
+        let mut flags = 0;
+        if ir::is_thread_local(g) {
+            flags |= GLOBAL_TLS;
+        }
+        if ir::is_constant(g) {
+            flags |= GLOBAL_CONSTANT;
+        }
+        add(w, g, GLOBAL_KIND_VARIABLE, flags);
+    }
+    for a in ir::aliases(m) {
+        // An alias of a thread-local is itself thread-local; its address is per thread.
+        // SAFETY: `a` is a live alias; its aliasee is inspected only.
+        let tls = unsafe {
+            let target = LLVMAliasGetAliasee(a);
+            !LLVMIsAGlobalVariable(target).is_null() && ir::is_thread_local(target)
+        };
+        add(w, a, GLOBAL_KIND_ALIAS, if tls { GLOBAL_TLS } else { 0 });
+    }
+}
+
+/// The module as bitcode bytes.
+pub fn module_bitcode(m: LLVMModuleRef) -> Vec<u8> {
+    // SAFETY: `m` is live; the buffer is copied and disposed of exactly once.
+    unsafe {
+        let buf = llvm_sys::bit_writer::LLVMWriteBitcodeToMemoryBuffer(m);
+        let bytes = std::slice::from_raw_parts(LLVMGetBufferStart(buf).cast::<u8>(), LLVMGetBufferSize(buf)).to_vec();
+        LLVMDisposeMemoryBuffer(buf);
+        bytes
+    }
+}
+
+/// Runs a new-pass-manager pipeline over `m`.
+pub fn run_passes(m: LLVMModuleRef, pipeline: &str) -> Result<(), String> {
+    let p = std::ffi::CString::new(pipeline).map_err(|e| e.to_string())?;
+    // SAFETY: `m` is live; the options object is created and disposed here; a null target
+    // machine is accepted by the pass builder for target-independent pipelines.
+    unsafe {
+        let opts = llvm_sys::transforms::pass_builder::LLVMCreatePassBuilderOptions();
+        let err = llvm_sys::transforms::pass_builder::LLVMRunPasses(m, p.as_ptr(), std::ptr::null_mut(), opts);
+        llvm_sys::transforms::pass_builder::LLVMDisposePassBuilderOptions(opts);
+        if err.is_null() {
+            Ok(())
+        } else {
+            Err(ir::take_message(llvm_sys::error::LLVMGetErrorMessage(err)))
+        }
+    }
+}
+
+/// Runs the IR verifier.
+pub fn verify(m: LLVMModuleRef) -> Result<(), String> {
+    let mut msg = std::ptr::null_mut();
+    // SAFETY: `m` is live; the message is freed by take_message.
+    let bad = unsafe { llvm_sys::analysis::LLVMVerifyModule(m, llvm_sys::analysis::LLVMVerifierFailureAction::LLVMReturnStatusAction, &mut msg) };
+    let text = ir::take_message(msg);
+    if bad != 0 {
+        Err(format!("decorated module does not verify: {text}"))
+    } else {
+        Ok(())
+    }
+}
+
+/// IR construction for the decoration, over one module.
+struct Builder {
+    m: LLVMModuleRef,
+    ctx: LLVMContextRef,
+}
+
+impl Builder {
+    fn new(m: LLVMModuleRef) -> Builder {
+        // SAFETY: `m` is live.
+        Builder { m, ctx: unsafe { LLVMGetModuleContext(m) } }
+    }
+
+    fn ptr(&self) -> LLVMTypeRef {
+        // SAFETY: the context is live.
+        unsafe { LLVMPointerTypeInContext(self.ctx, 0) }
+    }
+
+    fn int(&self, bits: u32) -> LLVMTypeRef {
+        // SAFETY: the context is live.
+        unsafe { LLVMIntTypeInContext(self.ctx, bits) }
+    }
+
+    /// An internal global of `ty` with `init`.
+    fn global(&self, name: &str, ty: LLVMTypeRef, init: LLVMValueRef, constant: bool, align: u32) -> LLVMValueRef {
+        let cname = std::ffi::CString::new(name).unwrap();
+        // SAFETY: module, type and initialiser are live and of matching types.
+        unsafe {
+            let g = LLVMAddGlobal(self.m, ty, cname.as_ptr());
+            LLVMSetInitializer(g, init);
+            LLVMSetLinkage(g, llvm_sys::LLVMLinkage::LLVMInternalLinkage);
+            LLVMSetGlobalConstant(g, constant as i32);
+            LLVMSetAlignment(g, align);
+            g
+        }
+    }
+
+    fn runtime_type(&self, n_sites: u32) -> LLVMTypeRef {
+        // SAFETY: the context is live; element types are live.
+        unsafe {
+            let mut fields = [self.ptr(), self.int(64), LLVMArrayType2(self.int(32), n_sites as u64)];
+            LLVMStructTypeInContext(self.ctx, fields.as_mut_ptr(), 3, 0)
+        }
+    }
+
+    /// The writable runtime area: hook pointer, reserved word, one counter per site.
+    fn runtime_area(&self, n_sites: u32) -> LLVMValueRef {
+        let ty = self.runtime_type(n_sites);
+        // SAFETY: `ty` is live.
+        let zero = unsafe { LLVMConstNull(ty) };
+        self.global("__drti_runtime", ty, zero, false, 16)
+    }
+
+    /// `internal void __drti_profile(ptr target, i32 site)`, always inlined at each site.
+    fn profile_helper(&self, runtime: LLVMValueRef, n_sites: u32) -> LLVMValueRef {
+        let name = std::ffi::CString::new(PROFILE_HELPER).unwrap();
+        // SAFETY: all values and types come from this module's context; the builder is
+        // positioned on blocks of the function being built and disposed at the end.
+        unsafe {
+            let void = LLVMVoidTypeInContext(self.ctx);
+            let mut params = [self.ptr(), self.int(32)];
+            let fty = LLVMFunctionType(void, params.as_mut_ptr(), 2, 0);
+            let f = LLVMAddFunction(self.m, name.as_ptr(), fty);
+            LLVMSetLinkage(f, llvm_sys::LLVMLinkage::LLVMInternalLinkage);
+            ir::add_fn_attr(f, "alwaysinline");
+            ir::add_fn_attr(f, "nounwind");
+            let target = LLVMGetParam(f, 0);
+            let site = LLVMGetParam(f, 1);
+            let entry = LLVMAppendBasicBlockInContext(self.ctx, f, c"entry".as_ptr());
+            let prof = LLVMAppendBasicBlockInContext(self.ctx, f, c"prof".as_ptr());
+            let hook_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"hook".as_ptr());
+            let done = LLVMAppendBasicBlockInContext(self.ctx, f, c"done".as_ptr());
+            let b = LLVMCreateBuilderInContext(self.ctx);
+
+            LLVMPositionBuilderAtEnd(b, entry);
+            let hook = LLVMBuildLoad2(b, self.ptr(), runtime, c"drti.hook".as_ptr());
+            LLVMSetOrdering(hook, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(hook, 8);
+            let attached = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, hook, LLVMConstNull(self.ptr()), c"".as_ptr());
+            LLVMBuildCondBr(b, attached, prof, done);
+
+            LLVMPositionBuilderAtEnd(b, prof);
+            let idx = LLVMBuildZExt(b, site, self.int(64), c"".as_ptr());
+            let mut gep = [LLVMConstInt(self.int(64), 0, 0), LLVMConstInt(self.int(32), 2, 0), idx];
+            let cp = LLVMBuildInBoundsGEP2(b, self.runtime_type(n_sites), runtime, gep.as_mut_ptr(), 3, c"".as_ptr());
+            let c = LLVMBuildLoad2(b, self.int(32), cp, c"".as_ptr());
+            LLVMSetOrdering(c, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingUnordered);
+            LLVMSetAlignment(c, 4);
+            let c1 = LLVMBuildSub(b, c, LLVMConstInt(self.int(32), 1, 0), c"".as_ptr());
+            let st = LLVMBuildStore(b, c1, cp);
+            LLVMSetOrdering(st, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingUnordered);
+            LLVMSetAlignment(st, 4);
+            let due = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntSLT, c1, LLVMConstInt(self.int(32), 0, 0), c"".as_ptr());
+            LLVMBuildCondBr(b, due, hook_bb, done);
+
+            LLVMPositionBuilderAtEnd(b, hook_bb);
+            let mut hparams = [self.ptr(), self.int(32), self.ptr()];
+            let hty = LLVMFunctionType(void, hparams.as_mut_ptr(), 3, 0);
+            let mut args = [runtime, site, target];
+            let call = LLVMBuildCall2(b, hty, hook, args.as_mut_ptr(), 3, c"".as_ptr());
+            // `cold` tells codegen to lay the sampling call out of the hot path.
+            let cold = LLVMCreateEnumAttribute(self.ctx, ir::enum_attr_kind("cold"), 0);
+            LLVMAddCallSiteAttribute(call, llvm_sys::LLVMAttributeFunctionIndex, cold);
+            LLVMBuildBr(b, done);
+
+            LLVMPositionBuilderAtEnd(b, done);
+            LLVMBuildRetVoid(b);
+            LLVMDisposeBuilder(b);
+            f
+        }
+    }
+
+    /// Inserts `call @__drti_profile(callee, site)` right before the call site.
+    fn call_helper_before(&self, helper: LLVMValueRef, call: LLVMValueRef, site: u32) {
+        // SAFETY: `call` is a live call/invoke of this module; the builder is positioned
+        // before it and disposed here. The debug location is copied from the call so the
+        // inlined code keeps a valid location in functions with debug info.
+        unsafe {
+            let b = LLVMCreateBuilderInContext(self.ctx);
+            LLVMPositionBuilderBefore(b, call);
+            LLVMSetCurrentDebugLocation2(b, llvm_sys::debuginfo::LLVMInstructionGetDebugLoc(call));
+            let mut args = [ir::called_value(call), LLVMConstInt(self.int(32), site as u64, 0)];
+            LLVMBuildCall2(b, LLVMGlobalGetValueType(helper), helper, args.as_mut_ptr(), 2, c"".as_ptr());
+            LLVMDisposeBuilder(b);
+        }
+    }
+
+    /// An internal constant byte array.
+    fn bytes_global(&self, name: &str, bytes: &[u8], align: u32) -> LLVMValueRef {
+        // SAFETY: LLVM copies `bytes`; the array type matches the initialiser.
+        unsafe {
+            let init = LLVMConstStringInContext2(self.ctx, bytes.as_ptr().cast(), bytes.len(), 1);
+            self.global(name, LLVMTypeOf(init), init, true, align)
+        }
+    }
+
+    /// `[n x ptr]` of the globals' run-time addresses (null for thread-locals).
+    fn address_table(&self, slots: &[LLVMValueRef]) -> LLVMValueRef {
+        // SAFETY: every slot is a live global of this module or null.
+        unsafe {
+            let mut vals: Vec<LLVMValueRef> =
+                slots.iter().map(|&g| if g.is_null() { LLVMConstNull(self.ptr()) } else { g }).collect();
+            let init = LLVMConstArray2(self.ptr(), vals.as_mut_ptr(), vals.len() as u64);
+            self.global("__drti_addrs", LLVMTypeOf(init), init, true, 8)
+        }
+    }
+
+    /// The `.note.drti` note: header, name, and three offsets relative to the note itself.
+    fn note(&self, blob: LLVMValueRef, addrs: LLVMValueRef, runtime: LLVMValueRef) -> LLVMValueRef {
+        // SAFETY: constants are built in this module's context; the note global is created
+        // first with a placeholder so the offsets can refer to its own address.
+        unsafe {
+            let i32t = self.int(32);
+            let i64t = self.int(64);
+            let name_ty = LLVMArrayType2(self.int(8), 8);
+            let mut fields = [i32t, i32t, i32t, name_ty, i64t, i64t, i64t];
+            let ty = LLVMStructTypeInContext(self.ctx, fields.as_mut_ptr(), fields.len() as u32, 1);
+            let g = self.global("__drti_note", ty, LLVMConstNull(ty), true, 4);
+            let base = LLVMConstPtrToInt(g, i64t);
+            let rel = |target: LLVMValueRef| LLVMConstSub(LLVMConstPtrToInt(target, i64t), base);
+            let mut name = *b"drti\0\0\0\0";
+            let name_c = LLVMConstStringInContext2(self.ctx, name.as_mut_ptr().cast(), 8, 1);
+            let mut vals = [
+                LLVMConstInt(i32t, (NOTE_NAME.len() + 1) as u64, 0),
+                LLVMConstInt(i32t, NOTE_DESC_SIZE as u64, 0),
+                LLVMConstInt(i32t, NOTE_TYPE as u64, 0),
+                name_c,
+                rel(blob),
+                rel(addrs),
+                rel(runtime),
+            ];
+            LLVMSetInitializer(g, LLVMConstStructInContext(self.ctx, vals.as_mut_ptr(), vals.len() as u32, 1));
+            let section = std::ffi::CString::new(NOTE_SECTION).unwrap();
+            LLVMSetSection(g, section.as_ptr());
+            g
+        }
+    }
+
+    /// Adds `g` to `llvm.used` so no pass or the code generator drops it.
+    fn append_used(&self, g: LLVMValueRef) {
+        // SAFETY: `llvm.used`, if present, is an array of pointers; it is rebuilt with the
+        // same elements plus `g` and the old global is deleted after its elements were read.
+        unsafe {
+            let mut elems = Vec::new();
+            let old = LLVMGetNamedGlobal(self.m, c"llvm.used".as_ptr());
+            if !old.is_null() {
+                let init = LLVMGetInitializer(old);
+                for i in 0..LLVMGetNumOperands(init).max(0) as u32 {
+                    elems.push(LLVMGetOperand(init, i));
+                }
+                LLVMDeleteGlobal(old);
+            }
+            elems.push(g);
+            let init = LLVMConstArray2(self.ptr(), elems.as_mut_ptr(), elems.len() as u64);
+            let used = LLVMAddGlobal(self.m, LLVMTypeOf(init), c"llvm.used".as_ptr());
+            LLVMSetInitializer(used, init);
+            LLVMSetLinkage(used, llvm_sys::LLVMLinkage::LLVMAppendingLinkage);
+            LLVMSetSection(used, c"llvm.metadata".as_ptr());
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Help texts of the command-line tools.
+
+/// `drti-cc --drti-help`.
+pub const DRTI_CC: &str = "\
+drti-cc / drti-c++ — clang-19 / clang++-19 drop-ins that decorate C and C++ for drti
+
+Usage: drti-cc [clang options] files...      (drti-c++ for C++)
+
+Every clang option is accepted and means what it means to clang-19. Each C/C++ compile
+step is decorated: clang emits bitcode with your flags, drti embeds the clean bitcode and
+adds call-site profiling and patchable entries, then clang compiles it with your code
+generation flags. Link steps, assembly, -E, -S, -emit-llvm, -flto, --version and anything
+else pass straight to clang. A decorated program runs normally without the agent; run it
+with LD_PRELOAD=libdrti_agent.so to let drti inline hot indirect calls.
+
+drti options (not passed to clang):
+  --drti-help       this text
+  --drti-version    drti's version (plain --version prints clang's)
+
+Environment:
+  DRTI_CLANG=PATH   clang used by drti-cc (default clang-19; must be LLVM 19)
+  DRTI_CLANGXX=PATH clang++ used by drti-c++ (default clang++-19; must be LLVM 19)
+  DRTI_SKIP=a,b     functions (IR names) not to profile; __attribute__((annotate(\"drti_skip\")))
+                    in the source does the same
+
+Selection: every defined function that makes an indirect call (function pointer, C++
+virtual call) gets its sites profiled; every defined function gets a patchable entry and
+a function-table entry; the whole module's bitcode is embedded so any of its functions
+can be inlined.
+";
+
+/// `drti --help`.
+pub const DRTI: &str = "\
+drti — inspect decorated binaries and agent dumps
+
+Usage:
+  drti inspect [--json] FILE     list the drti-decorated modules of an executable or shared
+                                 object: functions, call sites, bitcode size, ABI version
+                                 (exit 1: no drti metadata; exit 2: unreadable or not ELF)
+  drti report [--svg OUT] DUMP   readable table of a DRTI_DUMP file: edges hottest first,
+                                 compiles and patches; --svg also draws the hot call graph
+  drti --version | --help
+
+Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
+  DRTI_HOT_THRESHOLD=N  calls on one (site, target) edge before it is compiled (10000; 1 = first sight)
+  DRTI_LOG=FILTER       tracing filter, e.g. info or drti_agent::jit=debug (warn)
+  DRTI_LOG_FILE=PATH    write the log there instead of stderr
+  DRTI_DUMP=PATH        write the JSON dump there at exit
+  DRTI_JIT=0|1          0 = profile only, never compile or patch (1)
+  DRTI_MAX_TARGETS=N    hot targets inlined per site (4)
+  DRTI_PERF_MAP=0|1     1 = append JIT'd symbols to /tmp/perf-<pid>.map (0)
+  DRTI_DISABLE=0|1      1 = the agent does nothing at all (0)
+";

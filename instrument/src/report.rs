@@ -1,0 +1,75 @@
+//! `drti report DUMP.json`: the agent's dump as tables a person can read.
+
+use serde_json::Value;
+
+/// Dump versions this report understands.
+pub const READS_VERSIONS: &[u64] = &[1];
+
+/// Runs `drti report`; returns the exit status (2: unreadable or unknown version).
+pub fn run(path: &str) -> i32 {
+    let dump: Value = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("drti report: cannot read {path}: {e}");
+            return 2;
+        }
+    };
+    match dump["drti_dump_version"].as_u64() {
+        Some(v) if READS_VERSIONS.contains(&v) => {}
+        Some(v) => {
+            eprintln!("drti report: {path} is dump version {v}; this drti reads versions {READS_VERSIONS:?} — use the drti that wrote it");
+            return 2;
+        }
+        None => {
+            eprintln!("drti report: {path} is not a drti dump (no drti_dump_version)");
+            return 2;
+        }
+    }
+    print!("{}", render(&dump));
+    0
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The report text.
+pub fn render(dump: &Value) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "drti dump: pid {} exe {} threshold {}", s(&dump["pid"]), s(&dump["exe"]), s(&dump["threshold"]));
+    let _ = writeln!(out, "\nmodules:");
+    for m in dump["modules"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "  {}  ({} functions, {} sites, {} bitcode bytes)", s(&m["path"]), s(&m["functions"]), s(&m["sites"]), s(&m["bitcode_bytes"]));
+    }
+    let mut edges: Vec<&Value> = dump["edges"].as_array().into_iter().flatten().collect();
+    edges.sort_by_key(|e| std::cmp::Reverse(e["calls"].as_u64().unwrap_or(0)));
+    let _ = writeln!(out, "\nedges (hottest first):");
+    let _ = writeln!(out, "  {:<28} {:>4}  {:<28} {:>14}  {:<12} {}", "caller", "site", "callee", "calls", "state", "modules");
+    for e in edges {
+        let modules = format!("{} -> {}", s(&e["caller_module"]), s(&e["callee_module"]));
+        let _ = writeln!(out, "  {:<28} {:>4}  {:<28} {:>14}  {:<12} {}", s(&e["caller"]), s(&e["site"]), s(&e["callee"]), s(&e["calls"]), s(&e["state"]), modules);
+    }
+    let compiles = dump["compiles"].as_array().cloned().unwrap_or_default();
+    if !compiles.is_empty() {
+        let _ = writeln!(out, "\ncompiles:");
+        for c in &compiles {
+            let inlined: Vec<String> = c["inlined"].as_array().into_iter().flatten().map(s).collect();
+            let status = if c["ok"].as_bool() == Some(true) { "ok".to_owned() } else { format!("failed: {}", s(&c["error"])) };
+            let _ = writeln!(out, "  {:<28} inlined [{}]  {} ms  {} bytes  {}", s(&c["function"]), inlined.join(", "), s(&c["ms"]), s(&c["code_bytes"]), status);
+        }
+    }
+    let patches = dump["patches"].as_array().cloned().unwrap_or_default();
+    if !patches.is_empty() {
+        let _ = writeln!(out, "\npatches:");
+        for p in &patches {
+            let active = if p["active"].as_bool() == Some(true) { "active" } else { "reverted" };
+            let _ = writeln!(out, "  {:<28} {} -> {}  {}", s(&p["function"]), s(&p["from"]), s(&p["to"]), active);
+        }
+    }
+    out
+}
