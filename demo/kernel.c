@@ -82,8 +82,8 @@ int main(int argc, char **argv) {
     }
 #endif
 
-    /* Inputs: -2.0 .. 2.0 in steps of 0.25 (exact in float).  Two extra
-     * blocks of 16 elements so each call can start at a different offset. */
+    /* Inputs: -2.0 .. 2.0 in steps of 0.25 (exact in float).  16 extra
+     * elements so each call can start at a different offset. */
     int total = n + 16;
     float *in = malloc(sizeof(float) * (size_t)total);
     float *out = malloc(sizeof(float) * (size_t)n);

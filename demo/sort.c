@@ -1,7 +1,7 @@
 /* sort.c - a merge sort that compares through a function pointer (qsort-style).
  *
  * Demonstrates: inlining a comparator into a generic library routine.
- * sort_ints() is our own merge sort (insertion sort below 16 elements); every
+ * sort_ints() is our own merge sort (insertion sort for up to 16 elements); every
  * comparison is an indirect call cmp(&x, &y).  The comparison sites are in
  * msort(), which is entered thousands of times per sort, and main() sorts many
  * arrays, so drti can swap in a version of msort() with the comparator inlined.

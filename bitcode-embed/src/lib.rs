@@ -10,6 +10,7 @@
 pub mod elf;
 pub mod format;
 pub mod image;
+pub mod jit_abi;
 pub mod reader;
 pub mod writer;
 

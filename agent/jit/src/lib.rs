@@ -1,1 +1,317 @@
+//! libdrti_jit.so: recompiles a function F with its hot indirect-call targets inlined
+//! behind guards (F+), for the agent, through the C ABI of `bitcode_embed::jit_abi`.
+//!
+//! Steps of one compile: parse F's clean bitcode; check F and every target can be copied
+//! faithfully ([`checks`]); bind each module to the running program, keeping only F and
+//! the targets' bodies ([`bind`]); link the targets into F's module; replace each hot
+//! site by a guard chain ([`guard`]); optimise with the O2 pipeline (guards and copies
+//! are always inlined); compile with ORC LLJIT ([`orc`]).
 
+pub mod bind;
+pub mod checks;
+pub mod guard;
+pub mod orc;
+
+use bitcode_embed::jit_abi::*;
+use drti_instrument::ir;
+use llvm_sys::core::*;
+use llvm_sys::prelude::*;
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+
+static SESSION: Mutex<Option<orc::Session>> = Mutex::new(None);
+static TRACKERS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+static COUNTER: AtomicU64 = AtomicU64::new(1);
+static PERF_MAP: AtomicBool = AtomicBool::new(false);
+
+/// Why a compile did not produce code.
+enum Failure {
+    /// The function cannot be compiled faithfully (TLS, setjmp, ...).
+    Rejected(String),
+    /// Something went wrong (LLVM error, bad input).
+    Error(String),
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Self {
+        Failure::Error(s)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Self {
+        Failure::Error(s.to_owned())
+    }
+}
+
+/// ABI version of this library.
+#[no_mangle]
+pub extern "C" fn drti_jit_abi_version() -> u32 {
+    JIT_ABI_VERSION
+}
+
+/// Creates the LLJIT session. Returns 0 on success, else fills `err`.
+///
+/// # Safety
+/// `err` must be null or point at a writable `JitResult`.
+#[no_mangle]
+pub unsafe extern "C" fn drti_jit_init(flags: u32, err: *mut JitResult) -> i32 {
+    PERF_MAP.store(flags & JIT_INIT_PERF_MAP != 0, Ordering::Relaxed);
+    let made = std::panic::catch_unwind(orc::Session::new).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
+    match made {
+        Ok(s) => {
+            *SESSION.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
+            0
+        }
+        Err(e) => {
+            // SAFETY: the caller passes a valid result buffer or null.
+            if let Some(out) = unsafe { err.as_mut() } {
+                out.set_error(&e);
+            }
+            1
+        }
+    }
+}
+
+/// Compiles one request into `out`.
+///
+/// # Safety
+/// `req` must point at a valid request whose pointers are valid for the call; `out` at a
+/// writable `JitResult`.
+#[no_mangle]
+pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitResult) {
+    // SAFETY: per the function contract.
+    let (req, out) = unsafe { (&*req, &mut *out) };
+    *out = JitResult::default();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req)))
+        .unwrap_or_else(|_| Err(Failure::Error("panic in the JIT".into())));
+    match result {
+        Ok((code, size, handle)) => {
+            out.ok = 1;
+            out.code = code;
+            out.code_size = size;
+            out.handle = handle;
+        }
+        Err(Failure::Rejected(e)) => {
+            out.rejected = 1;
+            out.set_error(&e);
+        }
+        Err(Failure::Error(e)) => out.set_error(&e),
+    }
+}
+
+/// Frees the code of compile `handle`.
+#[no_mangle]
+pub extern "C" fn drti_jit_release(handle: u64) {
+    let mut trackers = TRACKERS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = trackers.iter().position(|(h, _)| *h == handle) {
+        let (_, rt) = trackers.remove(i);
+        if let Some(s) = SESSION.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            s.release(rt as LLVMOrcResourceTrackerRef);
+        }
+    }
+}
+
+type LLVMOrcResourceTrackerRef = llvm_sys::orc2::LLVMOrcResourceTrackerRef;
+
+/// Bytes of a (pointer, length) pair from the request.
+///
+/// # Safety
+/// `ptr` must be valid for `len` bytes (or `len` 0).
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if len == 0 {
+        return &[];
+    }
+    // SAFETY: per the function contract.
+    unsafe { std::slice::from_raw_parts(ptr, len) }
+}
+
+/// A request copied into Rust values.
+struct Plan {
+    modules: Vec<(Vec<u8>, HashMap<String, u64>)>,
+    function_module: usize,
+    function: String,
+    sites: Vec<(u32, Vec<(u64, usize, String)>, u64)>,
+    inject_failure: bool,
+    opt_level: u32,
+}
+
+fn read_request(req: &JitRequest) -> Result<Plan, String> {
+    if req.abi_version != JIT_ABI_VERSION {
+        return Err(format!("request ABI {} (JIT speaks {JIT_ABI_VERSION})", req.abi_version));
+    }
+    // SAFETY: the agent keeps every array and string of the request alive for the call
+    // and sizes them with the counts it passes.
+    unsafe {
+        let mods = std::slice::from_raw_parts(req.modules, req.n_modules);
+        let modules = mods
+            .iter()
+            .map(|m| {
+                let syms = std::slice::from_raw_parts(m.symbols, m.n_symbols);
+                let table = syms.iter().map(|s| (String::from_utf8_lossy(bytes(s.name, s.name_len)).into_owned(), s.address)).collect();
+                (bytes(m.bitcode, m.bitcode_len).to_vec(), table)
+            })
+            .collect();
+        let sites = std::slice::from_raw_parts(req.sites, req.n_sites)
+            .iter()
+            .map(|s| {
+                let t = std::slice::from_raw_parts(s.targets, s.n_targets as usize)
+                    .iter()
+                    .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned()))
+                    .collect();
+                (s.ordinal, t, s.miss_counter as u64)
+            })
+            .collect();
+        let plan = Plan {
+            modules,
+            function_module: req.function_module as usize,
+            function: String::from_utf8_lossy(bytes(req.function_name, req.function_name_len)).into_owned(),
+            sites,
+            inject_failure: req.inject_failure != 0,
+            opt_level: req.opt_level,
+        };
+        if plan.function_module >= plan.modules.len() || plan.sites.iter().any(|s| s.1.iter().any(|t| t.1 >= plan.modules.len())) {
+            return Err("module index out of range".into());
+        }
+        Ok(plan)
+    }
+}
+
+/// Owns a thread-safe context until it is handed to ORC with a module.
+struct Tsc(llvm_sys::orc2::LLVMOrcThreadSafeContextRef);
+
+impl Drop for Tsc {
+    fn drop(&mut self) {
+        // SAFETY: disposing our reference; ORC keeps its own while it holds modules.
+        unsafe { llvm_sys::orc2::LLVMOrcDisposeThreadSafeContext(self.0) }
+    }
+}
+
+/// A module being built; disposed unless handed over.
+struct Owned(LLVMModuleRef);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: a module we still own.
+            unsafe { LLVMDisposeModule(self.0) }
+        }
+    }
+}
+
+fn parse(ctx: LLVMContextRef, bc: &[u8]) -> Result<Owned, String> {
+    // SAFETY: LLVM copies the bytes; the buffer is disposed after parsing.
+    unsafe {
+        let buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(bc.as_ptr().cast(), bc.len(), c"drti".as_ptr());
+        let mut m = std::ptr::null_mut();
+        let failed = llvm_sys::bit_reader::LLVMParseBitcodeInContext2(ctx, buf, &mut m);
+        LLVMDisposeMemoryBuffer(buf);
+        if failed != 0 || m.is_null() {
+            return Err("embedded bitcode does not parse".into());
+        }
+        Ok(Owned(m))
+    }
+}
+
+fn named_function(m: LLVMModuleRef, name: &str) -> Option<LLVMValueRef> {
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: `m` is live.
+    let f = unsafe { LLVMGetNamedFunction(m, c.as_ptr()) };
+    (!f.is_null()).then_some(f)
+}
+
+fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
+    let plan = read_request(req)?;
+    if plan.inject_failure {
+        return Err(Failure::Error(format!("injected failure for {} (DRTI_TEST_JIT_FAIL)", plan.function)));
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let plus = format!("drti.plus.{n}.{}", plan.function);
+    // SAFETY: creating a fresh thread-safe context.
+    let tsc = Tsc(unsafe { llvm_sys::orc2::LLVMOrcCreateNewThreadSafeContext() });
+    // SAFETY: the context lives as long as `tsc`.
+    let ctx = unsafe { llvm_sys::orc2::LLVMOrcThreadSafeContextGetContext(tsc.0) };
+
+    let mut main = parse(ctx, &plan.modules[plan.function_module].0)?;
+    let f = named_function(main.0, &plan.function).ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
+    checks::check(f).map_err(Failure::Rejected)?;
+
+    // Copies of the targets, one parse per module that provides any.
+    let mut bodies: HashMap<(usize, String), String> = HashMap::new();
+    let mut providers = Vec::new();
+    for mi in 0..plan.modules.len() {
+        let mut keep = HashMap::new();
+        for (k, (_, tm, tname)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
+            if *tm == mi {
+                let body = format!("drti.inl.{n}.{k}");
+                keep.insert(tname.clone(), body.clone());
+                bodies.insert((mi, tname.clone()), body);
+            }
+        }
+        if keep.is_empty() {
+            continue;
+        }
+        let tm = parse(ctx, &plan.modules[mi].0)?;
+        for name in keep.keys() {
+            let tf = named_function(tm.0, name).ok_or_else(|| format!("target {name} is not in its module's bitcode"))?;
+            if ir::is_declaration(tf) {
+                return Err(Failure::Rejected(format!("target {name} has no body in its module")));
+            }
+            checks::check(tf).map_err(|e| Failure::Rejected(format!("target {e}")))?;
+        }
+        bind::bind(tm.0, &keep, &plan.modules[mi].1).map_err(|e| Failure::Rejected(format!("target module: {e}")))?;
+        providers.push(tm);
+    }
+    let keep_f: HashMap<String, String> = [(plan.function.clone(), plus.clone())].into();
+    bind::bind(main.0, &keep_f, &plan.modules[plan.function_module].1).map_err(Failure::Rejected)?;
+    for mut tm in providers {
+        // SAFETY: both modules live in `ctx`; LinkModules2 consumes the source.
+        let failed = unsafe { llvm_sys::linker::LLVMLinkModules2(main.0, tm.0) };
+        tm.0 = std::ptr::null_mut();
+        if failed != 0 {
+            return Err(Failure::Error("linking the targets' bitcode failed".into()));
+        }
+    }
+    for body in bodies.values() {
+        let b = named_function(main.0, body).ok_or("inlined copy vanished while linking")?;
+        // SAFETY: `b` is a live function of the merged module.
+        unsafe { LLVMSetLinkage(b, llvm_sys::LLVMLinkage::LLVMInternalLinkage) };
+        ir::add_fn_attr(b, "alwaysinline");
+    }
+
+    let fplus = named_function(main.0, &plus).ok_or("F+ vanished")?;
+    let calls = ir::indirect_calls(fplus);
+    for (i, (ordinal, targets, misses)) in plan.sites.iter().enumerate() {
+        let call = *calls.get(*ordinal as usize).ok_or_else(|| format!("site #{ordinal} not found in {}", plan.function))?;
+        let guarded: Vec<guard::Guarded> = targets
+            .iter()
+            .map(|(addr, mi, name)| guard::Guarded { address: *addr, body: named_function(main.0, &bodies[&(*mi, name.clone())]).unwrap() })
+            .collect();
+        guard::guard_site(main.0, call, &guarded, *misses, i);
+    }
+    drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
+    let pipeline = if plan.opt_level >= 3 { "default<O3>" } else { "default<O2>" };
+    drti_instrument::decorate::run_passes(main.0, pipeline).map_err(|e| format!("optimising: {e}"))?;
+
+    let session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
+    let session = session.as_ref().ok_or("JIT not initialised")?;
+    let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
+    let (addr, rt) = session.add_and_lookup(tsc.0, module, &plus)?;
+    let size = orc::code_size(&plus);
+    TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
+    if PERF_MAP.load(Ordering::Relaxed) {
+        let inlined: Vec<&str> = plan.sites.iter().flat_map(|s| s.1.iter().map(|t| t.2.as_str())).collect();
+        append_perf_map(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
+    }
+    Ok((addr, size, n))
+}
+
+/// Appends one line to `/tmp/perf-<pid>.map` (perf's JIT symbol file).
+fn append_perf_map(addr: u64, size: u64, name: &str) {
+    let path = format!("/tmp/perf-{}.map", std::process::id());
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{addr:x} {:x} {name}", size.max(1));
+    }
+}

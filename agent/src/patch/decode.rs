@@ -40,7 +40,9 @@ pub(crate) fn patch_offset(bytes: &[u8], entry: u64) -> Result<u64, &'static str
     } else {
         0
     };
-    let rest = bytes.get(off as usize..off as usize + 5).ok_or("entry too short")?;
+    let rest = bytes
+        .get(off as usize..off as usize + 5)
+        .ok_or("entry too short")?;
     let five: &[u8; 5] = rest.try_into().map_err(|_| "entry too short")?;
     match classify(five, entry + off) {
         Some(_) => Ok(off),
@@ -80,8 +82,14 @@ mod tests {
         }
         assert_eq!(jmp_rel32(at, at + (1 << 32)), None);
         assert_eq!(jmp_rel32(at, at - (1 << 31) - 1), None);
-        assert_eq!(classify(&[0x0f, 0x1f, 0x44, 0x00, 0x00], at), Some(Site::Nop));
-        assert_eq!(classify(&[0x66, 0x0f, 0x1f, 0x40, 0x00], at), Some(Site::Nop));
+        assert_eq!(
+            classify(&[0x0f, 0x1f, 0x44, 0x00, 0x00], at),
+            Some(Site::Nop)
+        );
+        assert_eq!(
+            classify(&[0x66, 0x0f, 0x1f, 0x40, 0x00], at),
+            Some(Site::Nop)
+        );
         assert_eq!(classify(&[0x0f, 0x1f, 0x40, 0x00, 0xc3], at), None); // 4-byte NOP, ret
     }
 }

@@ -9,13 +9,25 @@ pub enum PatchError {
     /// Live patching cannot work in this process at all (set-up of `Patcher::new`).
     Unavailable { what: &'static str, errno: i32 },
     /// The bytes at a function entry are not a patchable entry.
-    NotPatchable { entry: u64, found: Vec<u8>, why: &'static str },
+    NotPatchable {
+        entry: u64,
+        found: Vec<u8>,
+        why: &'static str,
+    },
     /// The 5 bytes at a patch point are not what this operation expects to replace.
-    UnexpectedBytes { patch_point: u64, found: [u8; 5], expected: &'static str },
+    UnexpectedBytes {
+        patch_point: u64,
+        found: [u8; 5],
+        expected: &'static str,
+    },
     /// A `PatchRecord` whose fields do not describe the jump we wrote.
     BadRecord { patch_point: u64 },
     /// Reading or writing code through `/proc/self/mem` failed (errno 0: short transfer).
-    Access { op: &'static str, addr: u64, errno: i32 },
+    Access {
+        op: &'static str,
+        addr: u64,
+        errno: i32,
+    },
     /// `membarrier` failed while bytes at `patch_point` were half written.
     Sync { patch_point: u64, errno: i32 },
     /// No free page within ±2 GiB of the patch point for a trampoline.
@@ -29,7 +41,11 @@ pub enum PatchError {
 impl PatchError {
     /// The calling thread's errno as an `Access` error.
     pub(crate) fn access(op: &'static str, addr: u64, e: &io::Error) -> Self {
-        PatchError::Access { op, addr, errno: e.raw_os_error().unwrap_or(0) }
+        PatchError::Access {
+            op,
+            addr,
+            errno: e.raw_os_error().unwrap_or(0),
+        }
     }
 }
 
@@ -55,7 +71,11 @@ impl fmt::Display for PatchError {
                 "function at {entry:#x} has no patchable entry ({why}; bytes {found:02x?}); \
                  it stays unoptimised"
             ),
-            UnexpectedBytes { patch_point, found, expected } => write!(
+            UnexpectedBytes {
+                patch_point,
+                found,
+                expected,
+            } => write!(
                 f,
                 "patch point {patch_point:#x} holds {found:02x?}, expected {expected}; \
                  not touching it, the function stays unoptimised"
@@ -77,7 +97,10 @@ impl fmt::Display for PatchError {
                  the function stays unoptimised",
                 os(*errno)
             ),
-            NoTrampolineSpace { patch_point, target } => write!(
+            NoTrampolineSpace {
+                patch_point,
+                target,
+            } => write!(
                 f,
                 "no free page within ±2 GiB of {patch_point:#x} for a trampoline to \
                  {target:#x}; the function stays unoptimised"

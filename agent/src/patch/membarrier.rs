@@ -24,7 +24,14 @@ pub(crate) enum CoreSync {
 
 fn membarrier(cmd: libc::c_int) -> Result<(), i32> {
     // SAFETY: membarrier takes only integer arguments and touches no memory of ours.
-    let r = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            cmd,
+            0 as libc::c_uint,
+            0 as libc::c_int,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
@@ -40,7 +47,10 @@ impl CoreSync {
         }
         membarrier(CMD_REGISTER_PRIVATE_EXPEDITED)
             .map(|()| CoreSync::Expedited)
-            .map_err(|errno| PatchError::Unavailable { what: "membarrier registration", errno })
+            .map_err(|errno| PatchError::Unavailable {
+                what: "membarrier registration",
+                errno,
+            })
     }
 
     pub(crate) fn sync(self, patch_point: u64) -> Result<(), PatchError> {

@@ -59,7 +59,11 @@ fn setup() -> Result<Shared, PatchError> {
     let mem = ProcMem::open()?;
     mem.self_test()?;
     trap::install()?;
-    Ok(Shared { mem, sync, trampolines: Mutex::new(Trampolines::default()) })
+    Ok(Shared {
+        mem,
+        sync,
+        trampolines: Mutex::new(Trampolines::default()),
+    })
 }
 
 /// Handle to the process's patcher. Every `Patcher::new` returns a handle to the same
@@ -90,7 +94,11 @@ impl Patcher {
         };
         patch_offset(&bytes[..n], entry)
             .map(|off| entry + off)
-            .map_err(|why| PatchError::NotPatchable { entry, found: bytes[..n].to_vec(), why })
+            .map_err(|why| PatchError::NotPatchable {
+                entry,
+                found: bytes[..n].to_vec(),
+                why,
+            })
     }
 
     /// Whether cores are serialised with SYNC_CORE (`false`: the expedited fallback).
@@ -117,7 +125,14 @@ impl Patcher {
         }
         let (written, trampoline) = self.jump(&mut pool, at, to)?;
         poke::poke5(&self.shared.mem, self.shared.sync, at, original, written)?;
-        Ok(PatchRecord { entry, patch_point: at, target: to, original, trampoline, written })
+        Ok(PatchRecord {
+            entry,
+            patch_point: at,
+            target: to,
+            original,
+            trampoline,
+            written,
+        })
     }
 
     /// Points an existing redirection at `to`. A trampoline slot in use is never
@@ -126,7 +141,13 @@ impl Patcher {
         let mut pool = self.lock();
         self.check_live(rec)?;
         let (written, trampoline) = self.jump(&mut pool, rec.patch_point, to)?;
-        poke::poke5(&self.shared.mem, self.shared.sync, rec.patch_point, rec.written, written)?;
+        poke::poke5(
+            &self.shared.mem,
+            self.shared.sync,
+            rec.patch_point,
+            rec.written,
+            written,
+        )?;
         rec.target = to;
         rec.trampoline = trampoline;
         rec.written = written;
@@ -140,9 +161,17 @@ impl Patcher {
         let _pool = self.lock();
         self.check_live(rec)?;
         if classify(&rec.original, rec.patch_point) != Some(Site::Nop) {
-            return Err(PatchError::BadRecord { patch_point: rec.patch_point });
+            return Err(PatchError::BadRecord {
+                patch_point: rec.patch_point,
+            });
         }
-        poke::poke5(&self.shared.mem, self.shared.sync, rec.patch_point, rec.written, rec.original)
+        poke::poke5(
+            &self.shared.mem,
+            self.shared.sync,
+            rec.patch_point,
+            rec.written,
+            rec.original,
+        )
     }
 
     /// Drops patch points in `[start, end)` from the SIGTRAP table, for a module that is
@@ -156,16 +185,27 @@ impl Patcher {
     fn lock(&self) -> MutexGuard<'_, Trampolines> {
         // A panic elsewhere while holding it leaves the pool consistent (slots are only
         // ever added), so a poisoned lock is still usable.
-        self.shared.trampolines.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .trampolines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The jump to write at `at` for `to`, and the trampoline slot it goes through if any.
-    fn jump(&self, pool: &mut Trampolines, at: u64, to: u64) -> Result<([u8; 5], Option<u64>), PatchError> {
+    fn jump(
+        &self,
+        pool: &mut Trampolines,
+        at: u64,
+        to: u64,
+    ) -> Result<([u8; 5], Option<u64>), PatchError> {
         if let Some(j) = jmp_rel32(at, to) {
             return Ok((j, None));
         }
         let slot = pool.make(&self.shared.mem, at, to)?;
-        let j = jmp_rel32(at, slot).ok_or(PatchError::NoTrampolineSpace { patch_point: at, target: to })?;
+        let j = jmp_rel32(at, slot).ok_or(PatchError::NoTrampolineSpace {
+            patch_point: at,
+            target: to,
+        })?;
         Ok((j, Some(slot)))
     }
 

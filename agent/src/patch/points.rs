@@ -22,7 +22,9 @@ fn home<const N: usize>(addr: u64) -> usize {
 
 impl<const N: usize> PointTable<N> {
     pub(crate) const fn new() -> Self {
-        PointTable { slots: [const { AtomicU64::new(EMPTY) }; N] }
+        PointTable {
+            slots: [const { AtomicU64::new(EMPTY) }; N],
+        }
     }
 
     /// Async-signal-safe.
@@ -82,7 +84,10 @@ mod tests {
         for a in 1..=8u64 {
             assert!(t.insert(a * 0x1000));
         }
-        assert!(t.insert(0x3000), "re-inserting a present entry needs no slot");
+        assert!(
+            t.insert(0x3000),
+            "re-inserting a present entry needs no slot"
+        );
         assert!(!t.insert(0x9000), "full");
         assert!((1..=8u64).all(|a| t.contains(a * 0x1000)));
         assert!(!t.contains(0x9000));
@@ -92,9 +97,11 @@ mod tests {
         // Tombstones are reused and do not cut probe chains.
         assert!(t.insert(0x9000) && t.insert(0xa000));
         assert!(!t.insert(0xb000));
-        assert!([0x1000u64, 0x4000, 0x5000, 0x6000, 0x7000, 0x8000, 0x9000, 0xa000]
-            .iter()
-            .all(|&a| t.contains(a)));
+        assert!(
+            [0x1000u64, 0x4000, 0x5000, 0x6000, 0x7000, 0x8000, 0x9000, 0xa000]
+                .iter()
+                .all(|&a| t.contains(a))
+        );
     }
 
     #[test]

@@ -27,7 +27,10 @@ impl ProcMem {
                 what: "opening /proc/self/mem for writing",
                 errno: e.raw_os_error().unwrap_or(0),
             })?;
-        Ok(ProcMem { file, pid: std::process::id() })
+        Ok(ProcMem {
+            file,
+            pid: std::process::id(),
+        })
     }
 
     fn check_pid(&self) -> Result<(), PatchError> {
@@ -58,7 +61,11 @@ impl ProcMem {
     pub(crate) fn read_exact<const N: usize>(&self, addr: u64) -> Result<[u8; N], PatchError> {
         let mut buf = [0u8; N];
         if self.read(addr, &mut buf)? != N {
-            return Err(PatchError::Access { op: "reading", addr, errno: 0 });
+            return Err(PatchError::Access {
+                op: "reading",
+                addr,
+                errno: 0,
+            });
         }
         Ok(buf)
     }
@@ -69,7 +76,13 @@ impl ProcMem {
         let mut done = 0;
         while done < bytes.len() {
             match self.file.write_at(&bytes[done..], addr + done as u64) {
-                Ok(0) => return Err(PatchError::Access { op: "writing", addr, errno: 0 }),
+                Ok(0) => {
+                    return Err(PatchError::Access {
+                        op: "writing",
+                        addr,
+                        errno: 0,
+                    })
+                }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(PatchError::access("writing", addr, &e)),
@@ -118,7 +131,10 @@ impl ReadOnlyPage {
         };
         if p == libc::MAP_FAILED {
             let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-            return Err(PatchError::Unavailable { what: "mmap of a test page", errno });
+            return Err(PatchError::Unavailable {
+                what: "mmap of a test page",
+                errno,
+            });
         }
         Ok(ReadOnlyPage { addr: p as u64 })
     }

@@ -48,7 +48,11 @@ core::arch::global_asm!(
     ".p2align 4",
     ".globl drti_patch_test_gcc",
     "drti_patch_test_gcc:",
-    "nop", "nop", "nop", "nop", "nop",
+    "nop",
+    "nop",
+    "nop",
+    "nop",
+    "nop",
     "mov eax, 1",
     "ret",
     // Targets without a patchable entry.
@@ -112,7 +116,10 @@ impl FarCode {
                 // SAFETY: p is a fresh RW page of 4096 bytes; code is shorter.
                 unsafe {
                     std::ptr::copy_nonoverlapping(code.as_ptr(), p as *mut u8, code.len());
-                    assert_eq!(libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC), 0);
+                    assert_eq!(
+                        libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC),
+                        0
+                    );
                 }
                 assert!(p as u64 - near > 4 << 30);
                 return FarCode { addr: p as u64 };
@@ -133,7 +140,11 @@ fn code_at(addr: u64) -> [u8; 5] {
 #[test]
 fn patch_redirect_revert_retarget() {
     let p = Patcher::new().expect("patching works here");
-    let (a, b, c) = (addr(drti_patch_test_a), addr(drti_patch_test_b), addr(drti_patch_test_c));
+    let (a, b, c) = (
+        addr(drti_patch_test_a),
+        addr(drti_patch_test_b),
+        addr(drti_patch_test_c),
+    );
     assert_eq!(Patcher::patch_point(a).unwrap(), a);
     assert_eq!(call(drti_patch_test_a), 1);
 
@@ -145,7 +156,10 @@ fn patch_redirect_revert_retarget() {
     assert_eq!(call(drti_patch_test_a), 2);
     // A patched entry still has a patch point, but cannot be redirected again.
     assert_eq!(Patcher::patch_point(a).unwrap(), a);
-    assert!(matches!(p.redirect(a, c), Err(PatchError::UnexpectedBytes { .. })));
+    assert!(matches!(
+        p.redirect(a, c),
+        Err(PatchError::UnexpectedBytes { .. })
+    ));
 
     p.retarget(&mut rec, c).unwrap();
     assert_eq!(rec.target, c);
@@ -154,15 +168,24 @@ fn patch_redirect_revert_retarget() {
     // A record that does not describe what is written is refused.
     let mut forged = rec.clone();
     forged.target = b;
-    assert!(matches!(p.revert(&forged), Err(PatchError::BadRecord { .. })));
+    assert!(matches!(
+        p.revert(&forged),
+        Err(PatchError::BadRecord { .. })
+    ));
     assert_eq!(call(drti_patch_test_a), 4);
 
     p.revert(&rec).unwrap();
     assert_eq!(code_at(a), rec.original);
     assert_eq!(call(drti_patch_test_a), 1);
     // The jump is gone: reverting or retargeting the same record again is refused.
-    assert!(matches!(p.revert(&rec), Err(PatchError::UnexpectedBytes { .. })));
-    assert!(matches!(p.retarget(&mut rec, b), Err(PatchError::UnexpectedBytes { .. })));
+    assert!(matches!(
+        p.revert(&rec),
+        Err(PatchError::UnexpectedBytes { .. })
+    ));
+    assert!(matches!(
+        p.retarget(&mut rec, b),
+        Err(PatchError::UnexpectedBytes { .. })
+    ));
     assert_eq!(call(drti_patch_test_a), 1);
 }
 
@@ -173,7 +196,11 @@ fn patch_endbr64_entry() {
     assert_eq!(Patcher::patch_point(e).unwrap(), e + 4);
     let rec = p.redirect(e, addr(drti_patch_test_b)).unwrap();
     assert_eq!(rec.patch_point, e + 4);
-    assert_eq!(code_at(e)[..4], [0xf3, 0x0f, 0x1e, 0xfa], "endbr64 untouched");
+    assert_eq!(
+        code_at(e)[..4],
+        [0xf3, 0x0f, 0x1e, 0xfa],
+        "endbr64 untouched"
+    );
     assert_eq!(call(drti_patch_test_cet), 2);
     p.revert(&rec).unwrap();
     assert_eq!(call(drti_patch_test_cet), 1);
@@ -185,14 +212,20 @@ fn patch_refuses_entries_without_nop() {
     let err = Patcher::patch_point(b).unwrap_err();
     assert!(matches!(err, PatchError::NotPatchable { entry, .. } if entry == b));
     let msg = err.to_string();
-    assert!(msg.contains(&format!("{b:#x}")) && msg.contains("unoptimised"), "{msg}");
+    assert!(
+        msg.contains(&format!("{b:#x}")) && msg.contains("unoptimised"),
+        "{msg}"
+    );
 
     let g = addr(drti_patch_test_gcc);
     assert!(Patcher::patch_point(g).is_err());
     let p = Patcher::new().unwrap();
     assert!(p.redirect(g, b).is_err());
     assert_eq!(call(drti_patch_test_gcc), 1);
-    assert!(Patcher::patch_point(0).is_err(), "unmapped address is an error, not a crash");
+    assert!(
+        Patcher::patch_point(0).is_err(),
+        "unmapped address is an error, not a crash"
+    );
 }
 
 #[test]
@@ -229,14 +262,20 @@ fn patch_trampoline_pool_fills_pages() {
     let mem = ProcMem::open().unwrap();
     let from = addr(drti_patch_test_b);
     let mut pool = Trampolines::default();
-    let slots: Vec<u64> = (0..257).map(|i| pool.make(&mem, from, 0x1000 + i).unwrap()).collect();
+    let slots: Vec<u64> = (0..257)
+        .map(|i| pool.make(&mem, from, 0x1000 + i).unwrap())
+        .collect();
     let page = slots[0];
     assert_eq!(page % 4096, 0);
     for (i, &s) in slots[..256].iter().enumerate() {
         assert_eq!(s, page + i as u64 * SLOT, "one page serves 256 slots");
         assert!(s.abs_diff(from) < 1 << 31);
     }
-    assert_ne!(slots[256] & !0xfff, page, "a full page gives way to a new one");
+    assert_ne!(
+        slots[256] & !0xfff,
+        page,
+        "a full page gives way to a new one"
+    );
     let s7: [u8; 16] = mem.read_exact(slots[7]).unwrap();
     assert_eq!(s7, trampoline::slot_bytes(0x1007));
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
@@ -244,7 +283,10 @@ fn patch_trampoline_pool_fills_pages() {
         .lines()
         .find(|l| l.starts_with(&format!("{page:x}-")))
         .expect("trampoline page mapped");
-    assert!(line.split_whitespace().nth(1).unwrap().starts_with("r-x"), "{line}");
+    assert!(
+        line.split_whitespace().nth(1).unwrap().starts_with("r-x"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -302,7 +344,11 @@ fn patch_never_writable_and_executable() {
         s.spawn(|| {
             let mut i = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let to = if i % 2 == 0 { addr(drti_patch_test_b) } else { far.addr };
+                let to = if i.is_multiple_of(2) {
+                    addr(drti_patch_test_b)
+                } else {
+                    far.addr
+                };
                 let rec = p.redirect(w, to).unwrap();
                 p.revert(&rec).unwrap();
                 i += 1;
@@ -323,4 +369,28 @@ fn patch_never_writable_and_executable() {
     });
     assert!(patched.into_inner() > 0);
     assert_eq!(call(drti_patch_test_wx), 1);
+}
+
+#[test]
+fn patch_foreign_int3_keeps_default_action() {
+    Patcher::new().unwrap();
+    // SAFETY: the child only makes async-signal-safe calls (setrlimit, int3, _exit), as
+    // required after fork in a multi-threaded process.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        // SAFETY: see above; the int3 is not at a patch point, so our handler must pass
+        // it on to SIG_DFL and the child must die of SIGTRAP (without a core file).
+        unsafe {
+            let none = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            libc::setrlimit(libc::RLIMIT_CORE, &none);
+            core::arch::asm!("int3");
+            libc::_exit(0);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child we just forked.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(libc::WIFSIGNALED(status), "child exited with {status:#x}");
+    assert_eq!(libc::WTERMSIG(status), libc::SIGTRAP);
 }

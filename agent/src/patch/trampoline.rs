@@ -41,7 +41,10 @@ pub(crate) struct Trampolines {
 impl Trampolines {
     /// A new slot that jumps to `to`, reachable by a `jmp rel32` at `from`.
     pub(crate) fn make(&mut self, mem: &ProcMem, from: u64, to: u64) -> Result<u64, PatchError> {
-        let slot = self.take_slot(from).ok_or(PatchError::NoTrampolineSpace { patch_point: from, target: to })?;
+        let slot = self.take_slot(from).ok_or(PatchError::NoTrampolineSpace {
+            patch_point: from,
+            target: to,
+        })?;
         mem.write(slot, &slot_bytes(to))?;
         Ok(slot)
     }
@@ -64,7 +67,9 @@ impl Trampolines {
 /// away; MAP_FIXED_NOREPLACE makes a taken hint fail instead of clobbering a mapping.
 fn map_near(from: u64) -> Option<u64> {
     let center = from & !(PAGE - 1);
-    let fits = |base: u64| jmp_rel32(from, base).is_some() && jmp_rel32(from, base + PAGE - SLOT).is_some();
+    let fits = |base: u64| {
+        jmp_rel32(from, base).is_some() && jmp_rel32(from, base + PAGE - SLOT).is_some()
+    };
     for k in 1..(1u64 << 31) / STEP {
         let below = center.checked_sub(k * STEP);
         let above = center.checked_add(k * STEP);

@@ -1,0 +1,138 @@
+//! The ORC LLJIT session (llvm-sys `orc2`; inkwell has no LLJIT).
+//!
+//! One LLJIT per process, created on the first compile. Objects are linked by RTDyld with
+//! LLVM's section memory manager (pages are mapped writable, filled, then made
+//! executable: never both) and LLVM's GDB registration listener, so debuggers see JIT'd
+//! functions by name. An object transform reads each object's symbol table before it is
+//! linked, which gives the machine-code size of F+ for the dump and the perf map. Each
+//! compile gets its own resource tracker, so its code can be released.
+
+use llvm_sys::error::*;
+use llvm_sys::orc2::ee::*;
+use llvm_sys::orc2::lljit::*;
+use llvm_sys::orc2::*;
+use llvm_sys::prelude::*;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The process's JIT.
+pub struct Session {
+    jit: LLVMOrcLLJITRef,
+    dylib: LLVMOrcJITDylibRef,
+}
+
+// SAFETY: the LLJIT is only used under the SESSION mutex.
+unsafe impl Send for Session {}
+
+/// Function sizes seen in linked objects, by symbol name.
+static SIZES: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+
+fn error_text(err: LLVMErrorRef) -> String {
+    // SAFETY: `err` is a live error, consumed by LLVMGetErrorMessage; the message is freed.
+    unsafe { drti_instrument::ir::take_message(LLVMGetErrorMessage(err)) }
+}
+
+extern "C" fn object_linking_layer(_ctx: *mut libc::c_void, es: LLVMOrcExecutionSessionRef, _triple: *const libc::c_char) -> LLVMOrcObjectLayerRef {
+    // SAFETY: called by LLJIT with its execution session; the listener is LLVM's own
+    // singleton and outlives the layer.
+    unsafe {
+        let layer = LLVMOrcCreateRTDyldObjectLinkingLayerWithSectionMemoryManager(es);
+        LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, llvm_sys::execution_engine::LLVMCreateGDBRegistrationListener());
+        layer
+    }
+}
+
+extern "C" fn record_sizes(_ctx: *mut libc::c_void, obj: *mut LLVMMemoryBufferRef) -> LLVMErrorRef {
+    use object::{Object, ObjectSymbol};
+    // SAFETY: `obj` points at the live object buffer ORC is about to link; it is only read.
+    let bytes = unsafe {
+        let buf = *obj;
+        std::slice::from_raw_parts(llvm_sys::core::LLVMGetBufferStart(buf) as *const u8, llvm_sys::core::LLVMGetBufferSize(buf))
+    };
+    if let Ok(file) = object::File::parse(bytes) {
+        let mut sizes = SIZES.lock().unwrap_or_else(|p| p.into_inner());
+        let map = sizes.get_or_insert_with(HashMap::new);
+        for sym in file.symbols() {
+            if let Ok(name) = sym.name() {
+                if sym.kind() == object::SymbolKind::Text && sym.size() > 0 {
+                    map.insert(name.to_owned(), sym.size());
+                }
+            }
+        }
+    }
+    std::ptr::null_mut()
+}
+
+/// Size of a JIT'd function's code, if its object declared one.
+pub fn code_size(name: &str) -> u64 {
+    SIZES.lock().ok().and_then(|s| s.as_ref().and_then(|m| m.get(name).copied())).unwrap_or(0)
+}
+
+impl Session {
+    /// Creates the LLJIT with the process's symbols visible.
+    pub fn new() -> Result<Session, String> {
+        // SAFETY: standard LLJIT construction through the C API; every error is consumed;
+        // the builder is consumed by LLVMOrcCreateLLJIT.
+        unsafe {
+            llvm_sys::target::LLVM_InitializeNativeTarget();
+            llvm_sys::target::LLVM_InitializeNativeAsmPrinter();
+            let builder = LLVMOrcCreateLLJITBuilder();
+            LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, object_linking_layer, std::ptr::null_mut());
+            let mut jit = std::ptr::null_mut();
+            let err = LLVMOrcCreateLLJIT(&mut jit, builder);
+            if !err.is_null() {
+                return Err(format!("cannot create the LLJIT: {}", error_text(err)));
+            }
+            let dylib = LLVMOrcLLJITGetMainJITDylib(jit);
+            let mut gen = std::ptr::null_mut();
+            let err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&mut gen, LLVMOrcLLJITGetGlobalPrefix(jit), None, std::ptr::null_mut());
+            if !err.is_null() {
+                return Err(format!("cannot search the process's symbols: {}", error_text(err)));
+            }
+            LLVMOrcJITDylibAddGenerator(dylib, gen);
+            LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(jit), record_sizes, std::ptr::null_mut());
+            Ok(Session { jit, dylib })
+        }
+    }
+
+    /// Adds `module` (taking ownership, with its thread-safe context) and returns the
+    /// address of `symbol` once compiled, with the tracker that owns the code.
+    pub fn add_and_lookup(&self, tsc: LLVMOrcThreadSafeContextRef, module: LLVMModuleRef, symbol: &str) -> Result<(u64, LLVMOrcResourceTrackerRef), String> {
+        let csym = std::ffi::CString::new(symbol).map_err(|e| e.to_string())?;
+        // SAFETY: `module` belongs to `tsc`'s context and is handed over to ORC; lookups
+        // compile it; errors are consumed; the tracker is released on failure.
+        unsafe {
+            let tsm = LLVMOrcCreateNewThreadSafeModule(module, tsc);
+            let rt = LLVMOrcJITDylibCreateResourceTracker(self.dylib);
+            let err = LLVMOrcLLJITAddLLVMIRModuleWithRT(self.jit, rt, tsm);
+            if !err.is_null() {
+                LLVMOrcReleaseResourceTracker(rt);
+                return Err(format!("cannot add the module: {}", error_text(err)));
+            }
+            let mut addr: LLVMOrcExecutorAddress = 0;
+            let err = LLVMOrcLLJITLookup(self.jit, &mut addr, csym.as_ptr());
+            if !err.is_null() {
+                let msg = error_text(err);
+                let e2 = LLVMOrcResourceTrackerRemove(rt);
+                if !e2.is_null() {
+                    LLVMConsumeError(e2);
+                }
+                LLVMOrcReleaseResourceTracker(rt);
+                return Err(format!("code generation failed: {msg}"));
+            }
+            Ok((addr, rt))
+        }
+    }
+
+    /// Frees the code of one compile.
+    pub fn release(&self, rt: LLVMOrcResourceTrackerRef) {
+        // SAFETY: `rt` came from add_and_lookup and is released once.
+        unsafe {
+            let err = LLVMOrcResourceTrackerRemove(rt);
+            if !err.is_null() {
+                LLVMConsumeError(err);
+            }
+            LLVMOrcReleaseResourceTracker(rt);
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Finding decorated modules in the process: `dl_iterate_phdr` lists every loaded object
+//! with its program headers; drti notes in their PT_NOTE segments locate the metadata,
+//! which the bitcode-embed reader validates before anything is trusted. Called at start-up
+//! and after every dlopen/dlclose (see `preload`).
+
+use bitcode_embed::format::{RuntimeAreaHeader, FUNCTION_SKIPPED, GLOBAL_KIND_FUNCTION, GLOBAL_TLS};
+use bitcode_embed::image::{find_modules, Segments};
+use bitcode_embed::Blob;
+use std::collections::HashMap;
+
+/// One loaded object as `dl_iterate_phdr` reports it.
+pub struct LoadedObject {
+    /// Path (the main program's is resolved from /proc/self/exe).
+    pub path: String,
+    /// Load bias.
+    pub base: u64,
+    /// PT_LOAD ranges `(start, size)`.
+    pub loads: Vec<(u64, u64)>,
+    /// PT_NOTE ranges `(start, size)`.
+    pub notes: Vec<(u64, u64)>,
+}
+
+/// Every object currently loaded in the process.
+pub fn loaded_objects() -> Vec<LoadedObject> {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: the loader passes a valid info structure whose phdr array has
+        // dlpi_phnum entries, and `data` is the Vec passed below, used on this thread only.
+        unsafe {
+            let out = &mut *(data as *mut Vec<LoadedObject>);
+            let info = &*info;
+            let name = if info.dlpi_name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(info.dlpi_name).to_string_lossy().into_owned() };
+            let mut obj = LoadedObject { path: name, base: info.dlpi_addr, loads: Vec::new(), notes: Vec::new() };
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                let start = info.dlpi_addr.wrapping_add(ph.p_vaddr);
+                match ph.p_type {
+                    libc::PT_LOAD => obj.loads.push((start, ph.p_memsz)),
+                    libc::PT_NOTE => obj.notes.push((start, ph.p_memsz)),
+                    _ => {}
+                }
+            }
+            out.push(obj);
+        }
+        0
+    }
+    let mut out: Vec<LoadedObject> = Vec::new();
+    // SAFETY: `each` only touches `out` through the data pointer during this call.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut out as *mut Vec<LoadedObject>).cast()) };
+    if let Some(first) = out.first_mut() {
+        if first.path.is_empty() {
+            first.path = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|_| "<main program>".into());
+        }
+    }
+    out
+}
+
+/// A decorated module of a loaded object.
+pub struct Module {
+    /// The object's path.
+    pub path: String,
+    /// Load bias of the object (identifies it together with the note address).
+    pub base: u64,
+    /// Address of the drti note.
+    pub note_addr: u64,
+    /// The validated metadata, borrowed from the object's memory: valid until it is
+    /// unloaded, and the registry drops the module before that (see `preload::dlclose`).
+    pub blob: Blob<'static>,
+    /// The address table, `n_globals` slots.
+    pub addrs: &'static [u64],
+    /// The runtime area (hook pointer and counters).
+    pub runtime: *mut RuntimeAreaHeader,
+    /// Defined, non-skipped functions by run-time address → function index.
+    pub function_at: HashMap<u64, u32>,
+}
+
+// SAFETY: the raw pointer names memory of the loaded object that is only written through
+// atomics (hook) or racy-by-design counters; the registry is shared under a lock.
+unsafe impl Send for Module {}
+
+impl Module {
+    /// Run-time address of global `i` (0 for thread-locals or out of range).
+    pub fn global_address(&self, i: u32) -> u64 {
+        self.addrs.get(i as usize).copied().unwrap_or(0)
+    }
+
+    /// Run-time address of function `f`.
+    pub fn function_address(&self, f: u32) -> u64 {
+        self.blob.function(f).map(|r| self.global_address(r.global)).unwrap_or(0)
+    }
+
+    /// Whether `addr` lies in this object's loaded segments (not an interposer elsewhere).
+    fn owns(obj: &LoadedObject, addr: u64) -> bool {
+        obj.loads.iter().any(|&(s, n)| addr >= s && addr < s + n)
+    }
+}
+
+/// Validates the drti notes of `obj`: the modules found, and one warning per bad one.
+pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
+    let mut space = Segments::default();
+    for &(start, size) in &obj.loads {
+        // SAFETY: PT_LOAD segments of a loaded object are mapped readable for memsz bytes
+        // (the loader zero-fills beyond filesz), and stay mapped while the object is loaded.
+        let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(start as *const u8, size as usize) };
+        space.add(start, bytes, size);
+    }
+    let mut notes = Vec::new();
+    for &(start, size) in &obj.notes {
+        // SAFETY: PT_NOTE segments lie inside a PT_LOAD of the same object; checked by
+        // `space` before use would be ideal, so only notes inside a load are read.
+        if space.contains(start, size) {
+            let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(start as *const u8, size as usize) };
+            notes.push((start, bytes));
+        }
+    }
+    let mut modules = Vec::new();
+    let mut warnings = Vec::new();
+    for found in find_modules(&space, &notes) {
+        match found {
+            Ok(m) => {
+                let n = m.blob.header().n_globals as usize;
+                // SAFETY: find_modules checked the table lies inside a loaded segment;
+                // slots are u64 written by the loader's relocations before our code runs.
+                let addrs: &'static [u64] = unsafe { std::slice::from_raw_parts(m.addrs_addr() as *const u64, n) };
+                let mut function_at = HashMap::new();
+                for (i, f) in m.blob.functions().enumerate() {
+                    let g = m.blob.global(f.global).unwrap_or_default();
+                    let addr = addrs[f.global as usize];
+                    if f.flags & FUNCTION_SKIPPED == 0 && g.kind == GLOBAL_KIND_FUNCTION && g.flags & GLOBAL_TLS == 0 && Module::owns(obj, addr) {
+                        function_at.insert(addr, i as u32);
+                    }
+                }
+                modules.push(Module {
+                    path: obj.path.clone(),
+                    base: obj.base,
+                    note_addr: m.note_addr,
+                    blob: m.blob,
+                    addrs,
+                    runtime: m.runtime_addr() as *mut RuntimeAreaHeader,
+                    function_at,
+                });
+            }
+            Err((addr, e)) => warnings.push(format!(
+                "skipping drti module in {} (note at {addr:#x}): {e}; it runs unoptimised",
+                obj.path
+            )),
+        }
+    }
+    (modules, warnings)
+}

@@ -1,0 +1,144 @@
+//! The C ABI between the agent (`libdrti_agent.so`, no LLVM) and the JIT
+//! (`libdrti_jit.so`, LLVM 19), which the agent dlopens on the first hot edge.
+//!
+//! The JIT exports `drti_jit_abi_version`, `drti_jit_init`, `drti_jit_compile` and
+//! `drti_jit_release` with the signatures below. All pointers in a request stay valid for
+//! the duration of the call only; the JIT copies what it keeps.
+
+/// Bumped on any change to the types or functions below.
+pub const JIT_ABI_VERSION: u32 = 1;
+
+/// One name → run-time address binding of a module's address table.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitSymbol {
+    /// IR name bytes (not NUL-terminated).
+    pub name: *const u8,
+    /// Length of `name`.
+    pub name_len: usize,
+    /// Run-time address of the global in the program.
+    pub address: u64,
+}
+
+/// A module whose clean bitcode takes part in a compile.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitModule {
+    /// Raw (decompressed) bitcode.
+    pub bitcode: *const u8,
+    /// Length of `bitcode`.
+    pub bitcode_len: usize,
+    /// The module's address table, by name.
+    pub symbols: *const JitSymbol,
+    /// Number of `symbols`.
+    pub n_symbols: usize,
+}
+
+/// A hot target of a site, to be inlined behind `if target == address`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitTarget {
+    /// The target's run-time address (what the call site observed).
+    pub address: u64,
+    /// Index into the request's modules of the module defining the target.
+    pub module: u32,
+    /// IR name of the target in that module.
+    pub name: *const u8,
+    /// Length of `name`.
+    pub name_len: usize,
+}
+
+/// One hot site of the function being compiled.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitSite {
+    /// Ordinal of the indirect call within the function (see `SiteRecord::ordinal`).
+    pub ordinal: u32,
+    /// Number of `targets`, hottest first.
+    pub n_targets: u32,
+    /// The guarded targets.
+    pub targets: *const JitTarget,
+    /// Incremented (atomically) by F+ each time no guard matches.
+    pub miss_counter: *mut u64,
+}
+
+/// Compile function `function_name` of module `function_module` with its hot sites inlined.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitRequest {
+    /// [`JIT_ABI_VERSION`].
+    pub abi_version: u32,
+    /// 2 or 3: the LLVM pipeline (`default<O2>` / `default<O3>`).
+    pub opt_level: u32,
+    /// The modules involved; index 0 need not be the function's own.
+    pub modules: *const JitModule,
+    /// Number of `modules`.
+    pub n_modules: usize,
+    /// Index of the module defining the function.
+    pub function_module: u32,
+    /// IR name of the function.
+    pub function_name: *const u8,
+    /// Length of `function_name`.
+    pub function_name_len: usize,
+    /// The hot sites.
+    pub sites: *const JitSite,
+    /// Number of `sites`.
+    pub n_sites: usize,
+    /// Test hook: non-zero makes the JIT fail this compile with an injected error.
+    pub inject_failure: u32,
+}
+
+/// Size of the error text buffer in [`JitResult`].
+pub const JIT_ERROR_LEN: usize = 1024;
+
+/// What a compile produced.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitResult {
+    /// 1 on success.
+    pub ok: u32,
+    /// 1 when the function cannot be compiled correctly (TLS, setjmp, ...): a rejection,
+    /// not an error.
+    pub rejected: u32,
+    /// Address of F+ (on success).
+    pub code: u64,
+    /// Size of F+'s machine code in bytes (0 if unknown).
+    pub code_size: u64,
+    /// Handle for `drti_jit_release`.
+    pub handle: u64,
+    /// NUL-terminated reason on failure.
+    pub error: [u8; JIT_ERROR_LEN],
+}
+
+impl Default for JitResult {
+    fn default() -> Self {
+        JitResult { ok: 0, rejected: 0, code: 0, code_size: 0, handle: 0, error: [0; JIT_ERROR_LEN] }
+    }
+}
+
+impl JitResult {
+    /// Stores `msg` (truncated) as the error text.
+    pub fn set_error(&mut self, msg: &str) {
+        let n = msg.len().min(JIT_ERROR_LEN - 1);
+        self.error[..n].copy_from_slice(&msg.as_bytes()[..n]);
+        self.error[n] = 0;
+    }
+
+    /// The error text.
+    pub fn error_text(&self) -> String {
+        let end = self.error.iter().position(|&b| b == 0).unwrap_or(JIT_ERROR_LEN);
+        String::from_utf8_lossy(&self.error[..end]).into_owned()
+    }
+}
+
+/// Flag for `drti_jit_init`: append JIT'd symbols to `/tmp/perf-<pid>.map`.
+pub const JIT_INIT_PERF_MAP: u32 = 1;
+
+/// `u32 drti_jit_abi_version(void)`.
+pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
+/// `int drti_jit_init(u32 flags, JitResult *err)`: 0 on success.
+pub type InitFn = unsafe extern "C" fn(flags: u32, err: *mut JitResult) -> i32;
+/// `void drti_jit_compile(const JitRequest *req, JitResult *out)`.
+pub type CompileFn = unsafe extern "C" fn(req: *const JitRequest, out: *mut JitResult);
+/// `void drti_jit_release(u64 handle)`: frees the code of a compile no patch points at.
+pub type ReleaseFn = unsafe extern "C" fn(handle: u64);
