@@ -19,10 +19,10 @@ pub fn init_logging(config: &Config) -> Vec<String> {
             tracing_subscriber::EnvFilter::new("warn")
         }
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_thread_names(true);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(false).without_time();
     let result = match &config.log_file {
         Some(path) => match std::fs::OpenOptions::new().create(true).append(true).open(path) {
-            Ok(file) => builder.with_ansi(false).with_writer(std::sync::Mutex::new(file)).try_init(),
+            Ok(file) => builder.with_writer(std::sync::Mutex::new(file)).try_init(),
             Err(e) => {
                 warnings.push(format!("DRTI_LOG_FILE={path:?} cannot be opened ({e}); logging to stderr"));
                 builder.with_writer(std::io::stderr).try_init()
@@ -48,10 +48,10 @@ pub fn to_json(agent: &Agent) -> Value {
         .iter()
         .map(|e| {
             let (mid, site, target) = *e.key();
-            let (caller, ordinal) = agent
-                .module(mid)
-                .and_then(|m| m.blob.site(site).map(|s| (m.blob.function_name(s.function).to_owned(), s.ordinal)))
-                .unwrap_or_else(|| (format!("<module {mid}>"), site));
+            let (caller, ordinal) = match agent.modules[mid].site_info.get(site as usize) {
+                Some(&(f, ordinal)) => (agent.function_name(mid, f), ordinal),
+                None => (format!("<module {mid}>"), site),
+            };
             let (callee, callee_module) = match &e.callee {
                 crate::edges::Callee::Decorated { module, function } => (agent.function_name(*module, *function), agent.modules[*module].path.clone()),
                 crate::edges::Callee::Outside { name, object } => (name.clone(), object.clone()),

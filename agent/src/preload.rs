@@ -102,7 +102,8 @@ pub extern "C" fn at_exit() {
     if !enabled() || EXITING.swap(true, Ordering::AcqRel) {
         return;
     }
-    if let Some(agent) = state::lock() {
+    if let Some(mut agent) = state::lock() {
+        worker::drain(&mut agent);
         if let Some(path) = agent.config.dump.clone() {
             dump::write(&agent, &path);
         }

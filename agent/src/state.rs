@@ -26,6 +26,10 @@ pub struct ModuleEntry {
     pub bitcode_bytes: u64,
     /// Decompressed bitcode, once a compile needed it.
     pub bitcode: Option<std::sync::Arc<Vec<u8>>>,
+    /// Function names (kept after unload, for the dump).
+    pub function_names: Vec<String>,
+    /// Per site: (function index, ordinal) (kept after unload, for the dump).
+    pub site_info: Vec<(u32, u32)>,
 }
 
 /// A finished compile, for the dump.
@@ -172,6 +176,8 @@ impl Agent {
                     sites: h.n_sites,
                     bitcode_bytes: h.bitcode_size,
                     bitcode: None,
+                    function_names: (0..h.n_functions).map(|f| m.blob.function_name(f).to_owned()).collect(),
+                    site_info: m.blob.sites().map(|s| (s.function, s.ordinal)).collect(),
                     live: Some(m),
                 });
             }
@@ -222,7 +228,7 @@ impl Agent {
 
     /// Name of function `f` of module `id`.
     pub fn function_name(&self, id: usize, f: u32) -> String {
-        self.module(id).map(|m| m.blob.function_name(f).to_owned()).unwrap_or_else(|| format!("<module {id} fn {f}>"))
+        self.modules.get(id).and_then(|e| e.function_names.get(f as usize)).cloned().unwrap_or_else(|| format!("<module {id} fn {f}>"))
     }
 
     /// Which function a call target is: a decorated function (directly or through a PLT

@@ -66,6 +66,13 @@ fn run() {
     }
 }
 
+/// Records every queued sample (at exit, so the dump counts them all).
+pub fn drain(agent: &mut Agent) {
+    while let Some(s) = profile::queue().pop() {
+        record(agent, &s);
+    }
+}
+
 /// Adds one sample to the edge table; queues the caller when an edge gets hot.
 fn record(agent: &mut Agent, s: &Sample) {
     let Some(&id) = agent.by_area.get(&s.area) else { return };
@@ -80,7 +87,12 @@ fn record(agent: &mut Agent, s: &Sample) {
         e.calls += s.weight as u64;
         e.recent += s.weight as u64;
         e.samples += 1;
-        if matches!(e.state, EdgeState::Cold | EdgeState::Invalidated) && e.recent >= threshold {
+        // An edge into an unloaded module stays invalidated (late samples still count).
+        let callee_live = match e.callee {
+            Callee::Decorated { module, .. } => agent.module(module).is_some(),
+            Callee::Outside { .. } => true,
+        };
+        if matches!(e.state, EdgeState::Cold | EdgeState::Invalidated) && e.recent >= threshold && callee_live {
             e.state = EdgeState::Hot;
             got_hot = true;
         }

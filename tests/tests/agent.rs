@@ -1,0 +1,150 @@
+//! The agent: profiling, dumps, JIT inlining, patching — output never changes.
+
+use drti_tests::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The drti -O2 demo build, shared by the tests of this file.
+fn demos() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = scratch("agent-demos");
+        build_demos(&d, true, &["-O2"]);
+        d
+    })
+}
+
+#[test]
+fn profile_only_dump_counts_edges() {
+    let dir = demos();
+    let dump = dir.join("profile.json");
+    let d = dump.to_str().unwrap();
+    let out = run(dir, "kernel", &["twice", "1000", "1000"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", d)]));
+    let plain = run(dir, "kernel", &["twice", "1000", "1000"], None);
+    assert_eq!(stdout_ok(&out, "kernel"), stdout_ok(&plain, "kernel"));
+    let v = read_dump(&dump);
+    assert_eq!(v["drti_dump_version"], 1);
+    let e = edge(&v, "apply", "twice").expect("edge apply->twice");
+    assert_eq!(e["state"], "hot");
+    // Documented error: at most about 1.25 x period per sampled site, plus the first sample.
+    let calls = e["calls"].as_u64().unwrap() as i64;
+    let period = v["sample_period"].as_u64().unwrap() as i64;
+    let truth = 1000 * 1000;
+    assert!((calls - truth).abs() <= 3 * period, "calls {calls} vs {truth} (period {period})");
+    assert_eq!(v["compiles"].as_array().unwrap().len(), 0, "DRTI_JIT=0 compiles nothing");
+}
+
+#[test]
+fn cross_dso_and_virtual_edges() {
+    let dir = demos();
+    let dump = dir.join("plugin.json");
+    let out = run(dir, "plugin_host", &["./plugin_twice.so", "300"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    stdout_ok(&out, "plugin_host");
+    let v = read_dump(&dump);
+    let e = v["edges"].as_array().unwrap().iter().find(|e| e["callee"] == "plugin_fn").expect("edge into the plugin");
+    assert!(e["callee_module"].as_str().unwrap().ends_with("plugin_twice.so"));
+    assert!(!e["caller_module"].as_str().unwrap().ends_with(".so"));
+
+    let dump = dir.join("virtual.json");
+    let out = run(dir, "virtual", &["mono", "300"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    stdout_ok(&out, "virtual");
+    let v = read_dump(&dump);
+    assert!(edge(&v, "_Z10total_areaPKP5Shapem", "_ZNK6Square4areaEv").is_some() || v["edges"].as_array().unwrap().iter().any(|e| e["callee"].as_str().unwrap().contains("Square4area")), "virtual edge to Square::area: {v}");
+}
+
+#[test]
+fn jit_inlines_every_demo_without_changing_output() {
+    let dir = demos();
+    for (i, (prog, args)) in DEMO_RUNS.iter().enumerate() {
+        let dump = dir.join(format!("jit{i}.json"));
+        let plain = stdout_ok(&run(dir, prog, args, None), prog);
+        let out = run(dir, prog, args, Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+        assert_eq!(stdout_ok(&out, prog), plain, "{prog} {args:?} prints differently under the agent");
+        let v = read_dump(&dump);
+        // plugin_host dlcloses its plugin before exit: its inlined edge is then
+        // invalidated and the patch reverted, as invariant 4 requires.
+        let unloads = *prog == "plugin_host";
+        let (want_state, want_active) = if unloads { ("invalidated", false) } else { ("inlined", true) };
+        let inlined = v["edges"].as_array().unwrap().iter().any(|e| e["state"] == want_state);
+        let patched = v["patches"].as_array().unwrap().iter().any(|p| p["active"] == want_active);
+        assert!(inlined && patched, "{prog} {args:?}: no {want_state} edge with a patch (active={want_active}): {v:#}");
+        for c in v["compiles"].as_array().unwrap() {
+            assert_eq!(c["ok"], true, "{prog}: compile failed: {c}");
+        }
+    }
+}
+
+#[test]
+fn inlined_callee_really_runs_inlined() {
+    let dir = scratch("inlined");
+    let st = std::process::Command::new(tool("drti-cc"))
+        .args(["-O2", "-rdynamic"])
+        .arg(repo().join("tests/progs/inlined.c"))
+        .args(["-o", "inlined", "-ldl"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let plain = run(&dir, "inlined", &[], None);
+    let agent = run(&dir, "inlined", &[], Some(&[("DRTI_HOT_THRESHOLD", "100")]));
+    assert_eq!(stdout_ok(&plain, "inlined"), stdout_ok(&agent, "inlined"));
+    let outside = |o: &std::process::Output| -> u64 {
+        let e = String::from_utf8_lossy(&o.stderr);
+        e.lines().find_map(|l| l.strip_prefix("outside=")).unwrap().trim().parse().unwrap()
+    };
+    assert_eq!(outside(&plain), 0, "without the agent probe() is always called from run()");
+    assert!(outside(&agent) > 0, "with the agent probe() must run inlined into run+ at least once");
+}
+
+#[test]
+fn bad_environment_values_warn_and_run() {
+    let dir = demos();
+    let plain = run(dir, "kernel", &["twice", "200"], None);
+    let out = run(dir, "kernel", &["twice", "200"], Some(&[("DRTI_HOT_THRESHOLD", "lots"), ("DRTI_MAX_TARGETS", "-3")]));
+    assert_eq!(stdout_ok(&out, "kernel"), stdout_ok(&plain, "kernel"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DRTI_HOT_THRESHOLD"), "{err}");
+    assert!(err.contains("DRTI_MAX_TARGETS"), "{err}");
+    assert_eq!(err.matches("DRTI_HOT_THRESHOLD").count(), 1, "one warning: {err}");
+}
+
+#[test]
+fn disabled_agent_does_nothing() {
+    let dir = demos();
+    let dump = dir.join("disabled.json");
+    let _ = std::fs::remove_file(&dump);
+    let out = run(dir, "kernel", &["twice", "200"], Some(&[("DRTI_DISABLE", "1"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    stdout_ok(&out, "kernel");
+    assert!(!dump.exists(), "DRTI_DISABLE=1 must not write a dump");
+}
+
+#[test]
+fn injected_jit_failure_leaves_program_unaffected() {
+    let dir = demos();
+    let dump = dir.join("fail.json");
+    let plain = run(dir, "kernel", &["twice", "300"], None);
+    let out = run(dir, "kernel", &["twice", "300"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_TEST_JIT_FAIL", "apply"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    assert_eq!(stdout_ok(&out, "kernel"), stdout_ok(&plain, "kernel"));
+    assert_eq!(out.status.code(), plain.status.code());
+    let v = read_dump(&dump);
+    assert_eq!(edge(&v, "apply", "twice").unwrap()["state"], "rejected");
+    assert_eq!(v["compiles"][0]["ok"], false);
+    assert!(v["patches"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn report_reads_the_dump() {
+    let dir = demos();
+    let dump = dir.join("report.json");
+    stdout_ok(&run(dir, "kernel", &["twice", "300"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_DUMP", dump.to_str().unwrap())])), "kernel");
+    let out = std::process::Command::new(tool("drti")).arg("report").arg(&dump).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("apply") && text.contains("twice") && text.contains("inlined"), "{text}");
+    // Unknown versions are refused clearly.
+    let future = dir.join("future.json");
+    std::fs::write(&future, r#"{"drti_dump_version": 99}"#).unwrap();
+    let out = std::process::Command::new(tool("drti")).arg("report").arg(&future).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("version 99"));
+}
