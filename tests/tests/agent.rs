@@ -148,3 +148,32 @@ fn report_reads_the_dump() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 99"));
 }
+
+#[test]
+fn corrupt_metadata_on_disk_runs_unoptimised_with_one_warning() {
+    let dir = demos();
+    let plain = run(dir, "kernel", &["twice", "300"], None);
+    let bytes = std::fs::read(dir.join("kernel")).unwrap();
+    let at = bytes.windows(8).position(|w| w == b"DRTIMOD\0").expect("blob magic in the file");
+    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        ("wrong version", Box::new(move |b: &mut Vec<u8>| b[at + 8] = 7)),
+        ("bad magic", Box::new(move |b: &mut Vec<u8>| b[at] = b'X')),
+        ("huge counts", Box::new(move |b: &mut Vec<u8>| b[at + 24..at + 28].copy_from_slice(&u32::MAX.to_le_bytes()))),
+        ("zero total size", Box::new(move |b: &mut Vec<u8>| b[at + 16..at + 24].copy_from_slice(&0u64.to_le_bytes()))),
+    ];
+    for (what, mutate) in cases {
+        let mut m = bytes.clone();
+        mutate(&mut m);
+        let path = dir.join("kernel-corrupt");
+        std::fs::write(&path, &m).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let dump = dir.join("corrupt.json");
+        let out = run(dir, "kernel-corrupt", &["twice", "300"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+        assert_eq!(stdout_ok(&out, what), stdout_ok(&plain, "kernel"), "{what}");
+        assert_eq!(out.status.code(), plain.status.code());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.matches("skipping drti module").count(), 1, "{what}: one warning expected: {err}");
+        let v = read_dump(&dump);
+        assert!(v["compiles"].as_array().unwrap().is_empty(), "{what}: nothing compiled");
+    }
+}

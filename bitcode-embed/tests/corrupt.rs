@@ -1,0 +1,165 @@
+//! The reader rejects corrupt and truncated blobs with an error, never a panic, and never
+//! reads outside the slice it is given.
+
+use bitcode_embed::format::*;
+use bitcode_embed::{Blob, BlobWriter, Error};
+
+fn sample() -> Vec<u8> {
+    let mut w = BlobWriter::new("demo.c");
+    let apply = w.global("apply", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
+    let twice = w.global("twice", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
+    w.global("counter", GLOBAL_KIND_VARIABLE, GLOBAL_DEFINED | GLOBAL_LOCAL);
+    w.function(apply, FUNCTION_DECORATED | FUNCTION_PATCHABLE);
+    w.site(0, 0);
+    w.site(1, SITE_INVOKE);
+    w.function(twice, FUNCTION_PATCHABLE);
+    w.finish(b"BC\xc0\xde pretend bitcode, long enough to compress a little bit bit bit").unwrap()
+}
+
+fn header(b: &[u8]) -> BlobHeader {
+    bitcode_embed::reader::parse_header(b).unwrap()
+}
+
+/// Writes a u32/u64 field at `off`.
+fn put(b: &mut [u8], off: usize, v: u64, width: usize) {
+    b[off..off + width].copy_from_slice(&v.to_le_bytes()[..width]);
+}
+
+#[test]
+fn valid_blob_round_trips() {
+    let b = sample();
+    let blob = Blob::parse(&b).unwrap();
+    assert_eq!(blob.source_name(), "demo.c");
+    assert_eq!(blob.function_name(0), "apply");
+    assert_eq!(blob.function(0).unwrap().n_sites, 2);
+    assert_eq!(blob.site(1).unwrap().flags, SITE_INVOKE);
+    assert_eq!(blob.global_name(2), "counter");
+    assert!(blob.bitcode().unwrap().starts_with(b"BC\xc0\xde"));
+}
+
+#[test]
+fn every_truncation_is_an_error() {
+    let b = sample();
+    for len in 0..b.len() {
+        assert!(Blob::parse(&b[..len]).is_err(), "truncated to {len} bytes accepted");
+    }
+}
+
+#[test]
+fn mutated_headers_are_rejected() {
+    let b = sample();
+    let h = header(&b);
+    // Field offsets in BlobHeader (see format.rs).
+    let cases: Vec<(&str, usize, u64, usize)> = vec![
+        ("magic", 0, 0x58, 1),
+        ("version 0", 8, 0, 4),
+        ("version 2", 8, 2, 4),
+        ("header_size small", 12, 8, 4),
+        ("header_size huge", 12, 1 << 30, 4),
+        ("total_size small", 16, 50, 8),
+        ("total_size huge", 16, u64::MAX, 8),
+        ("n_functions huge", 24, u32::MAX as u64, 4),
+        ("n_sites huge", 28, 1000, 4),
+        ("n_sites less", 28, 1, 4),
+        ("n_globals huge", 32, 1 << 31, 4),
+        ("functions_off past end", 40, h.total_size, 8),
+        ("functions_off into header", 40, 8, 8),
+        ("sites_off overflow", 48, u64::MAX - 3, 8),
+        ("globals_off past end", 56, h.total_size - 2, 8),
+        ("strings_off past end", 64, h.total_size + 100, 8),
+        ("strings_size huge", 72, u64::MAX, 8),
+        ("bitcode_off past end", 80, h.total_size, 8),
+        ("bitcode_size huge", 88, 1 << 40, 8),
+        ("bitcode_raw_size huge", 96, 1 << 40, 8),
+        ("source_name past strings", 112, 1 << 20, 4),
+    ];
+    assert!(cases.len() >= 20);
+    for (what, off, v, width) in cases {
+        let mut m = b.clone();
+        put(&mut m, off, v, width);
+        assert!(Blob::parse(&m).is_err(), "{what}: accepted");
+    }
+}
+
+#[test]
+fn mutated_records_are_rejected() {
+    let b = sample();
+    let h = header(&b);
+    let f0 = h.functions_off as usize;
+    let s0 = h.sites_off as usize;
+    let g0 = h.globals_off as usize;
+    let cases: Vec<(&str, usize, u64, usize)> = vec![
+        ("function global out of range", f0, 99, 4),
+        ("function first_site gap", f0 + 4, 1, 4),
+        ("function n_sites too many", f0 + 8, 5, 4),
+        ("site function out of range", s0, 7, 4),
+        ("site owned by the wrong function", s0, 1, 4),
+        ("global name out of range", g0, 1 << 20, 4),
+        ("global kind unknown", g0 + 4, 9, 1),
+    ];
+    for (what, off, v, width) in cases {
+        let mut m = b.clone();
+        put(&mut m, off, v, width);
+        assert!(Blob::parse(&m).is_err(), "{what}: accepted");
+    }
+    // A string without its terminating NUL.
+    let mut m = b.clone();
+    let end = (h.strings_off + h.strings_size) as usize;
+    m[end - 1] = b'x';
+    assert!(Blob::parse(&m).is_err(), "unterminated string accepted");
+    // Wrong version is reported as such.
+    let mut m = b.clone();
+    put(&mut m, 8, 3, 4);
+    assert_eq!(Blob::parse(&m).err(), Some(Error::UnsupportedVersion(3)));
+    // A corrupt payload parses but does not decompress.
+    let mut m = b.clone();
+    let bc = h.bitcode_off as usize;
+    for x in &mut m[bc..bc + 8] {
+        *x ^= 0xff;
+    }
+    assert!(Blob::parse(&m).unwrap().bitcode().is_err());
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    let b = sample();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut m = b.clone();
+        for k in 0..(1 + x % 4) {
+            let pos = ((x >> (8 * k)) as usize) % m.len();
+            m[pos] ^= (x >> 40) as u8 | 1;
+        }
+        if let Ok(blob) = Blob::parse(&m) {
+            // Whatever parses must be safe to walk.
+            for i in 0..blob.header().n_functions {
+                let _ = blob.function_name(i);
+            }
+            for s in blob.sites() {
+                let _ = blob.function(s.function);
+            }
+            let _ = blob.bitcode();
+        }
+    }
+}
+
+#[test]
+fn notes_are_found_and_malformed_notes_stop_cleanly() {
+    let mut note = Vec::new();
+    note.extend_from_slice(&5u32.to_le_bytes());
+    note.extend_from_slice(&(NOTE_DESC_SIZE as u32).to_le_bytes());
+    note.extend_from_slice(&NOTE_TYPE.to_le_bytes());
+    note.extend_from_slice(b"drti\0\0\0\0");
+    note.extend_from_slice(&NoteDesc { blob_rel: 64, addrs_rel: -8, runtime_rel: 4096 }.to_bytes());
+    let found = drti_notes(&note);
+    assert_eq!(found, vec![(0, NoteDesc { blob_rel: 64, addrs_rel: -8, runtime_rel: 4096 })]);
+    for len in 0..note.len() {
+        assert!(drti_notes(&note[..len]).is_empty());
+    }
+    let mut huge = note.clone();
+    huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(drti_notes(&huge).is_empty());
+}
