@@ -105,7 +105,7 @@ timed_run() {
 # bench_level OPT : build four ways at OPT, run all cases, print the table.
 bench_level() {
     local opt=$1
-    local L=$OUT/$opt
+    local L=$OUT/${opt#-}
     local PLAIN=$L/plain GEN=$L/pgo-gen PGO=$L/pgo DRTI=$L/drti RAW=$L/profraw DUMPS=$L/dumps
     rm -rf "$RAW" "$DUMPS"
     mkdir -p "$RAW" "$DUMPS"

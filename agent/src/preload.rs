@@ -228,6 +228,8 @@ pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
     let mut result = None;
     bookkeeping(|| {
         let Some(mut agent) = state::lock() else { return };
+        // Samples taken while the object was loaded are attributed before it goes.
+        worker::drain(&mut agent);
         let mut lm: *mut LinkMapHead = std::ptr::null_mut();
         // SAFETY: RTLD_DI_LINKMAP stores the handle's link_map pointer into `lm`.
         let ok = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut lm as *mut *mut LinkMapHead).cast()) } == 0;

@@ -38,17 +38,14 @@ pub fn start(agent: &mut Agent) {
 fn run() {
     let mut last_check = Instant::now();
     loop {
-        let mut batch = Vec::with_capacity(4096);
-        while let Some(s) = profile::queue().pop() {
-            batch.push(s);
-            if batch.len() == 4096 {
-                break;
-            }
-        }
-        let idle = batch.is_empty();
+        let mut idle = true;
         if let Some(mut agent) = state::lock() {
-            for s in &batch {
-                record(&mut agent, s);
+            // Samples are popped only under the lock, so none is lost when the exit
+            // handler takes the lock for good.
+            for _ in 0..4096 {
+                let Some(s) = profile::queue().pop() else { break };
+                record(&mut agent, &s);
+                idle = false;
             }
             if agent.config.jit {
                 while let Some(f) = (!agent.pending.is_empty()).then(|| agent.pending.remove(0)) {
