@@ -60,7 +60,8 @@ pub fn render(dump: &Value) -> String {
         for c in &compiles {
             let inlined: Vec<String> = c["inlined"].as_array().into_iter().flatten().map(s).collect();
             let status = if c["ok"].as_bool() == Some(true) { "ok".to_owned() } else { format!("failed: {}", s(&c["error"])) };
-            let _ = writeln!(out, "  {:<28} inlined [{}]  {} ms  {} bytes  {}", s(&c["function"]), inlined.join(", "), s(&c["ms"]), s(&c["code_bytes"]), status);
+            let ms = c["ms"].as_f64().map(|v| format!("{v:.1}")).unwrap_or_else(|| s(&c["ms"]));
+            let _ = writeln!(out, "  {:<28} inlined [{}]  {ms} ms  {} bytes  {}", s(&c["function"]), inlined.join(", "), s(&c["code_bytes"]), status);
         }
     }
     let patches = dump["patches"].as_array().cloned().unwrap_or_default();
