@@ -84,9 +84,10 @@ impl Config {
     }
 
     /// Calls per profiling sample: the hook runs about once per `period` calls of a site,
-    /// so an edge needs about threshold/period samples to get hot.
+    /// so an edge needs about 16 samples (threshold/period) to get hot; fewer samples
+    /// keep the profiling path cheap, more would only sharpen counts nobody needs.
     pub fn sample_period(&self) -> u32 {
-        (self.hot_threshold / 32).clamp(1, 256) as u32
+        (self.hot_threshold / 16).clamp(1, 1024) as u32
     }
 }
 

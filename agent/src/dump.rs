@@ -77,6 +77,7 @@ pub fn to_json(agent: &Agent) -> Value {
     let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     json!({"drti_dump_version": 1, "pid": std::process::id(), "exe": exe, "threshold": agent.config.hot_threshold,
            "sample_period": agent.config.sample_period(), "samples_dropped": crate::profile::dropped(),
+           "jit_load_ms": agent.jit_load_ms,
            "modules": modules, "edges": edges, "compiles": compiles, "patches": patches})
 }
 

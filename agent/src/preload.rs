@@ -6,6 +6,13 @@
 //! sees a defined state. The agent does nothing in a setuid/setgid process (AT_SECURE)
 //! or with `DRTI_DISABLE=1`.
 //!
+//! Exit: LLVM's static destructors must never run while the agent thread compiles, and
+//! glibc (2.36) corrupts its exit-handler list when another thread registers handlers
+//! while `exit` runs them — which loading libLLVM (hundreds of `__cxa_atexit` calls)
+//! would do if the program exits during the load. So `__cxa_atexit` is interposed:
+//! registrations made on the agent thread (LLVM's static destructors) are dropped. The
+//! JIT's memory is the process's until it ends; nothing needs tearing down.
+//!
 //! fork(): the child keeps its parent's patches (the JIT'd code is mapped in it too) but
 //! profiles nothing: its sites are detached, because the agent thread does not survive
 //! fork. It writes its own dump to `<DRTI_DUMP>.<pid>`.
@@ -23,6 +30,8 @@ static PHASE: AtomicUsize = AtomicUsize::new(UNINIT);
 static EXITING: AtomicBool = AtomicBool::new(false);
 
 thread_local! {
+    /// Set on the agent thread only (no destructor: readable until the thread is gone).
+    static AGENT_THREAD: Cell<bool> = const { Cell::new(false) };
     /// Set on the agent thread and inside our own interposers: dlopen/dlclose made there
     /// (LLVM, the JIT library, a plugin's constructor) skip the agent's bookkeeping.
     static IN_AGENT: Cell<bool> = const { Cell::new(false) };
@@ -33,6 +42,7 @@ thread_local! {
 /// Marks the current thread as the agent's own.
 pub fn mark_agent_thread() {
     set_in_agent(true);
+    AGENT_THREAD.with(|c| c.set(true));
 }
 
 /// Whether this thread is inside the agent; also true once its thread-locals are gone
@@ -137,6 +147,32 @@ extern "C" fn fork_child() {
         }
         drop(g.borrow_mut().take());
     });
+}
+
+type CxaAtexitFn = unsafe extern "C" fn(extern "C" fn(*mut libc::c_void), *mut libc::c_void, *mut libc::c_void) -> libc::c_int;
+
+/// Interposes `__cxa_atexit`: drops exit handlers registered on the agent thread (see
+/// the module documentation), forwards every other registration unchanged.
+///
+/// # Safety
+/// As for `__cxa_atexit`.
+#[cfg(not(test))]
+#[no_mangle]
+pub unsafe extern "C" fn __cxa_atexit(f: extern "C" fn(*mut libc::c_void), arg: *mut libc::c_void, dso: *mut libc::c_void) -> libc::c_int {
+    if AGENT_THREAD.with(Cell::get) {
+        return 0;
+    }
+    static REAL: AtomicUsize = AtomicUsize::new(0);
+    let mut real = REAL.load(Ordering::Relaxed);
+    if real == 0 {
+        real = next_symbol(c"__cxa_atexit") as usize;
+        if real == 0 {
+            return -1;
+        }
+        REAL.store(real, Ordering::Relaxed);
+    }
+    // SAFETY: `real` is libc's __cxa_atexit; arguments are forwarded unchanged.
+    unsafe { std::mem::transmute::<usize, CxaAtexitFn>(real)(f, arg, dso) }
 }
 
 type DlopenFn = unsafe extern "C" fn(*const libc::c_char, libc::c_int) -> *mut libc::c_void;

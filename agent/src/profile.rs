@@ -11,7 +11,9 @@
 //! calls since its last sample (at most one weight, < 1.25 × period) plus the error of
 //! attributing a whole weight to the target seen at the sample, which for an edge with
 //! share p of a site's N calls is about ±period × sqrt(N p (1-p) / period) (binomial).
-//! With one target per site the estimate is within 1.25 × period of the true count.
+//! Counters start one weight away from the first sample, so with one target per site
+//! the estimate is below the true count by less than one weight (1.25 × period): the
+//! calls since the last sample.
 
 use bitcode_embed::format::{RuntimeAreaHeader, RUNTIME_COUNTERS_OFFSET};
 use crossbeam::queue::ArrayQueue;
@@ -39,10 +41,10 @@ static PERIOD: AtomicU32 = AtomicU32::new(256);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 static RNG: AtomicU32 = AtomicU32::new(0x9e37_79b9);
 
-/// Prepares the queue (allocates once) and the sampling period.
+/// Sets the sampling period. The queue is allocated when the first module attaches, so
+/// a process without decorated code never pays for it.
 pub fn init(period: u32) {
     PERIOD.store(period.max(1), Ordering::Relaxed);
-    QUEUE.get_or_init(|| ArrayQueue::new(QUEUE_CAPACITY));
 }
 
 /// The samples waiting for the agent thread.
@@ -102,10 +104,16 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
 /// # Safety
 /// `area` must point at a runtime area with `n_sites` counters, writable and mapped.
 pub unsafe fn attach(area: *mut RuntimeAreaHeader, n_sites: u32) {
+    queue();
     // SAFETY: the caller guarantees the area layout; `reserved` is plain memory only the
-    // agent writes, before publishing the hook.
+    // agent writes, before publishing the hook. Each counter starts one weight away from
+    // its first sample, so the first sample stands for exactly the calls it weighs.
     unsafe {
         std::ptr::addr_of_mut!((*area).reserved).write_volatile(n_sites as u64);
+        for site in 0..n_sites as usize {
+            let counter = &*((area as *mut u8).add(RUNTIME_COUNTERS_OFFSET + site * 4) as *const AtomicI32);
+            counter.store(next_weight() as i32 - 1, Ordering::Relaxed);
+        }
         (*area).hook.store(hook as *mut libc::c_void, Ordering::Release);
     }
 }

@@ -107,6 +107,10 @@ pub struct Agent {
     pub patcher: Option<Result<crate::patch::Patcher, String>>,
     /// Whether the agent thread runs.
     pub thread_started: bool,
+    /// Decorated code was seen calling decorated code: load the JIT ahead of need.
+    pub want_tools: bool,
+    /// How long loading the JIT took (once per process).
+    pub jit_load_ms: Option<f64>,
 }
 
 static STATE: OnceLock<Mutex<Agent>> = OnceLock::new();
@@ -125,6 +129,8 @@ pub fn init(config: Config) {
         jit: None,
         patcher: None,
         thread_started: false,
+        want_tools: false,
+        jit_load_ms: None,
     }));
 }
 

@@ -48,6 +48,9 @@ fn run() {
                 idle = false;
             }
             if agent.config.jit {
+                if agent.want_tools && agent.jit.is_none() {
+                    let _ = ensure_tools(&mut agent);
+                }
                 while let Some(f) = (!agent.pending.is_empty()).then(|| agent.pending.remove(0)) {
                     compile(&mut agent, f);
                 }
@@ -89,6 +92,12 @@ fn record(agent: &mut Agent, s: &Sample) {
             Callee::Decorated { module, .. } => agent.module(module).is_some(),
             Callee::Outside { .. } => true,
         };
+        if matches!(e.callee, Callee::Decorated { .. }) {
+            // Decorated code calls decorated code through a pointer: an edge may get hot.
+            // Loading LLVM takes tens of milliseconds; start now so that, where the edge
+            // warms up over more than one batch, hot-to-patch is only the compile.
+            agent.want_tools = true;
+        }
         if matches!(e.state, EdgeState::Cold | EdgeState::Invalidated) && e.recent >= threshold && callee_live {
             e.state = EdgeState::Hot;
             got_hot = true;
@@ -119,8 +128,9 @@ fn ensure_tools(agent: &mut Agent) -> Result<(), String> {
     if agent.jit.is_none() {
         let t = Instant::now();
         agent.jit = Some(crate::jit_bridge::Jit::load(agent.config.perf_map));
+        agent.jit_load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
         match &agent.jit {
-            Some(Ok(_)) => tracing::info!(ms = t.elapsed().as_secs_f64() * 1e3, "JIT loaded"),
+            Some(Ok(_)) => tracing::info!(ms = agent.jit_load_ms, "JIT loaded"),
             Some(Err(e)) => tracing::warn!("JIT unavailable: {e}; the program runs unoptimised"),
             None => {}
         }
@@ -143,6 +153,19 @@ struct SitePlan {
 fn compile(agent: &mut Agent, f: (usize, u32)) {
     let (id, fi) = f;
     let name = agent.function_name(id, fi);
+    if name == "main" {
+        // main runs once; without on-stack replacement a new main would never be entered.
+        let why = "main is entered only once (no on-stack replacement)".to_owned();
+        if let Some(rec) = agent.module(id).and_then(|m| m.blob.function(fi)) {
+            for s in rec.first_site..rec.first_site + rec.n_sites {
+                for (key, _) in agent.edges.of_site(id, s) {
+                    agent.edges.set_state(key, EdgeState::Rejected, Some(why.clone()));
+                }
+            }
+        }
+        give_up(agent, f, &name, &why, true);
+        return;
+    }
     if let Err(e) = ensure_tools(agent) {
         give_up(agent, f, &name, &format!("JIT unavailable: {e}"), false);
         return;

@@ -3,6 +3,7 @@
 
 pub mod decorate;
 pub mod driver;
+pub mod graph;
 pub mod help;
 pub mod inspect;
 pub mod ir;

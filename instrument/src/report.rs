@@ -1,12 +1,23 @@
-//! `drti report DUMP.json`: the agent's dump as tables a person can read.
+//! `drti report [--svg OUT] [--html OUT] DUMP.json`: the agent's dump as tables a person
+//! can read, and optionally the hot call graph drawn as SVG (see [`crate::graph`]).
 
 use serde_json::Value;
 
 /// Dump versions this report understands.
 pub const READS_VERSIONS: &[u64] = &[1];
 
-/// Runs `drti report`; returns the exit status (2: unreadable or unknown version).
-pub fn run(path: &str) -> i32 {
+/// Where `drti report` writes pictures besides the text on stdout.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outputs {
+    /// `--svg OUT`: the call graph as SVG.
+    pub svg: Option<String>,
+    /// `--html OUT`: the SVG and the text report in one HTML page.
+    pub html: Option<String>,
+}
+
+/// Runs `drti report`; returns the exit status (2: unreadable or unknown version; 1: an
+/// output file could not be written).
+pub fn run(path: &str, outputs: &Outputs) -> i32 {
     let dump: Value = match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string())) {
         Ok(v) => v,
         Err(e) => {
@@ -25,8 +36,33 @@ pub fn run(path: &str) -> i32 {
             return 2;
         }
     }
-    print!("{}", render(&dump));
-    0
+    let text = render(&dump);
+    print!("{text}");
+    if outputs.svg.is_none() && outputs.html.is_none() {
+        return 0;
+    }
+    let svg = crate::graph::render_svg(&dump);
+    let mut status = 0;
+    if let Some(out) = &outputs.svg {
+        status |= write_out(out, &svg, "call graph SVG");
+    }
+    if let Some(out) = &outputs.html {
+        status |= write_out(out, &crate::graph::render_html(&dump, &svg, &text), "HTML report");
+    }
+    status
+}
+
+fn write_out(path: &str, contents: &str, what: &str) -> i32 {
+    match std::fs::write(path, contents) {
+        Ok(()) => {
+            eprintln!("drti report: wrote {what} to {path}");
+            0
+        }
+        Err(e) => {
+            eprintln!("drti report: cannot write {what} to {path}: {e}");
+            1
+        }
+    }
 }
 
 fn s(v: &Value) -> String {

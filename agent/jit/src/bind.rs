@@ -102,9 +102,17 @@ pub fn bind(m: LLVMModuleRef, keep: &HashMap<String, String>, symbols: &HashMap<
             continue;
         }
     }
+    // Personality routines stay symbols: codegen only emits a personality (and the
+    // LSDA that runs cleanups during unwinding) for a personality that is a function,
+    // not for an address constant. They resolve by name (`__gxx_personality_v0`).
+    let personalities: Vec<LLVMValueRef> = kept
+        .iter()
+        // SAFETY: `f` is a live kept function; the personality is only read.
+        .filter_map(|&f| unsafe { (LLVMHasPersonalityFn(f) != 0).then(|| LLVMGetPersonalityFn(f)) })
+        .collect();
     for f in ir::functions(m) {
         let name = ir::name(f);
-        if ir::is_llvm_reserved(&name) || kept.contains(&f) {
+        if ir::is_llvm_reserved(&name) || kept.contains(&f) || personalities.contains(&f) {
             continue;
         }
         replace_or_drop(m, f, &name, addr_of(&name), true)?;

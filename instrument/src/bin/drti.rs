@@ -13,9 +13,9 @@ fn main() {
                 _ => usage("inspect takes exactly one FILE"),
             }
         }
-        Some("report") => match args.get(1..).unwrap_or_default() {
-            [dump] => report::run(dump),
-            _ => usage("report takes exactly one DUMP.json"),
+        Some("report") => match report_args(&args[1..]) {
+            Ok((dump, outputs)) => report::run(&dump, &outputs),
+            Err(msg) => usage(&msg),
         },
         Some("--version") | Some("-V") => {
             println!("drti {}", env!("CARGO_PKG_VERSION"));
@@ -29,6 +29,42 @@ fn main() {
         None => usage("missing command"),
     };
     std::process::exit(code);
+}
+
+/// `drti report [--svg OUT] [--html OUT] DUMP` (also `--svg=OUT`), options in any order.
+fn report_args(args: &[String]) -> Result<(String, report::Outputs), String> {
+    let mut outputs = report::Outputs::default();
+    let mut dumps = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let (flag, inline) = match a.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_owned())),
+            _ => (a.as_str(), None),
+        };
+        let slot = match flag {
+            "--svg" => &mut outputs.svg,
+            "--html" => &mut outputs.html,
+            f if f.starts_with("--") => return Err(format!("report: unknown option '{a}'")),
+            _ => {
+                dumps.push(a.clone());
+                continue;
+            }
+        };
+        let value = match inline {
+            Some(v) => v,
+            None => it.next().cloned().ok_or_else(|| format!("report: {flag} needs an output FILE"))?,
+        };
+        if value.is_empty() {
+            return Err(format!("report: {flag} needs an output FILE"));
+        }
+        if slot.replace(value).is_some() {
+            return Err(format!("report: {flag} given twice"));
+        }
+    }
+    match <[String; 1]>::try_from(dumps) {
+        Ok([dump]) => Ok((dump, outputs)),
+        Err(_) => Err("report takes exactly one DUMP.json (and optionally --svg OUT, --html OUT)".into()),
+    }
 }
 
 fn usage(msg: &str) -> i32 {
