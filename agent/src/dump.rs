@@ -42,12 +42,12 @@ pub fn to_json(agent: &Agent) -> Value {
         .map(|m| json!({"path": m.path, "source": m.source, "functions": m.functions, "sites": m.sites,
                         "bitcode_bytes": m.bitcode_bytes, "loaded": m.live.is_some()}))
         .collect();
-    let mut edges: Vec<Value> = agent
-        .edges
-        .map
+    let live: Vec<(crate::edges::EdgeKey, crate::edges::Edge)> = agent.edges.map.iter().map(|e| (*e.key(), e.value().clone())).collect();
+    let mut edges: Vec<Value> = live
         .iter()
-        .map(|e| {
-            let (mid, site, target) = *e.key();
+        .chain(agent.retired_edges.iter())
+        .map(|(key, e)| {
+            let (mid, site, target) = *key;
             let (caller, ordinal) = match agent.modules[mid].site_info.get(site as usize) {
                 Some(&(f, ordinal)) => (agent.function_name(mid, f), ordinal),
                 None => (format!("<module {mid}>"), site),

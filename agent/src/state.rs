@@ -93,6 +93,8 @@ pub struct Agent {
     pub by_area: HashMap<usize, usize>,
     /// The edges.
     pub edges: EdgeTable,
+    /// Edges of unloaded modules (for the dump).
+    pub retired_edges: Vec<(crate::edges::EdgeKey, crate::edges::Edge)>,
     /// Per function: status, deopt count, when it got hot.
     pub functions: HashMap<(usize, u32), (FnStatus, u32, Option<std::time::Instant>)>,
     /// Functions waiting for the JIT, in the order they got hot.
@@ -122,6 +124,7 @@ pub fn init(config: Config) {
         modules: Vec::new(),
         by_area: HashMap::new(),
         edges: EdgeTable::default(),
+        retired_edges: Vec::new(),
         functions: HashMap::new(),
         pending: Vec::new(),
         compiles: Vec::new(),
@@ -199,13 +202,22 @@ impl Agent {
             self.by_area.remove(&(m.runtime as usize));
             tracing::info!(path = %m.path, "module retired: {why}");
         }
-        for mut e in self.edges.map.iter_mut() {
-            let callee_gone = matches!(e.callee, Callee::Decorated { module, .. } if module == id);
-            if e.key().0 == id || callee_gone {
+        // Edges from or into the module leave the table (kept for the dump): another object
+        // may later be loaded at the same addresses and must get edges of its own.
+        let gone: Vec<crate::edges::EdgeKey> = self
+            .edges
+            .map
+            .iter()
+            .filter(|e| e.key().0 == id || matches!(e.callee, Callee::Decorated { module, .. } if module == id))
+            .map(|e| *e.key())
+            .collect();
+        for key in gone {
+            if let Some((key, mut e)) = self.edges.map.remove(&key) {
                 if e.state == crate::edges::EdgeState::Inlined {
                     e.state = crate::edges::EdgeState::Invalidated;
                     e.reason = Some(format!("module {why}"));
                 }
+                self.retired_edges.push((key, e));
             }
         }
     }
@@ -221,8 +233,11 @@ impl Agent {
                 }
                 Err(e) => tracing::warn!(function = %p.function, "could not revert patch: {e}"),
             }
+            // F may be compiled again for whatever it calls next (another plugin loaded
+            // at the same address gets edges and a compile of its own).
             if let Some(st) = self.functions.get_mut(&p.owner) {
-                st.0 = FnStatus::Given;
+                st.0 = FnStatus::Profiling;
+                st.2 = None;
             }
         }
     }

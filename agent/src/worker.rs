@@ -206,6 +206,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
         }
     }
     if plans.is_empty() {
+        tracing::debug!(function = %name, "nothing to inline (no hot decorated target)");
         agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
         return;
     }

@@ -163,3 +163,26 @@ fn notes_are_found_and_malformed_notes_stop_cleanly() {
     huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(drti_notes(&huge).is_empty());
 }
+
+/// Every input of the checked-in fuzz corpora (and regressions, if any) still parses or
+/// fails cleanly.
+#[test]
+fn fuzz_corpus_replays_without_panic() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut n = 0;
+    for dir in ["corpus/blob", "corpus/notes", "regressions"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else { continue };
+        for e in entries.flatten() {
+            let data = std::fs::read(e.path()).unwrap();
+            if let Ok(blob) = Blob::parse(&data) {
+                for i in 0..blob.header().n_functions {
+                    let _ = blob.function_name(i);
+                }
+                let _ = blob.bitcode();
+            }
+            let _ = drti_notes(&data);
+            n += 1;
+        }
+    }
+    assert!(n >= 20, "fuzz corpus missing or too small ({n} inputs)");
+}

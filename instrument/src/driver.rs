@@ -260,6 +260,15 @@ pub fn main(argv0: &str, args: Vec<String>) -> i32 {
         }
     };
     let passthrough = |args: &[String]| run(&tool, Command::new(&clang).args(args));
+    if args.len() == 1 && (args[0] == "--version" || args[0] == "--help") {
+        let status = passthrough(&args);
+        if args[0] == "--version" {
+            println!("{tool} (drti) {}: decorates C/C++ for drti; see {tool} --drti-help", env!("CARGO_PKG_VERSION"));
+        } else {
+            print!("\n{}", crate::help::DRTI_CC);
+        }
+        return status;
+    }
     let Some(p) = parse(&args) else { return passthrough(&args) };
     let sources: Vec<(usize, &'static str)> = p
         .args

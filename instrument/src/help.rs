@@ -15,7 +15,9 @@ with LD_PRELOAD=libdrti_agent.so to let drti inline hot indirect calls.
 
 drti options (not passed to clang):
   --drti-help       this text
-  --drti-version    drti's version (plain --version prints clang's)
+  --drti-version    drti's version only
+  --help, --version print clang's text, then drti's (the first lines stay clang's, for
+                    tools that parse them)
 
 Environment:
   DRTI_CLANG=PATH   clang used by drti-cc (default clang-19; must be LLVM 19)
@@ -37,8 +39,11 @@ Usage:
   drti inspect [--json] FILE     list the drti-decorated modules of an executable or shared
                                  object: functions, call sites, bitcode size, ABI version
                                  (exit 1: no drti metadata; exit 2: unreadable or not ELF)
-  drti report [--svg OUT] DUMP   readable table of a DRTI_DUMP file: edges hottest first,
+  drti report [--svg OUT] [--html OUT] DUMP
+                                 readable table of a DRTI_DUMP file: edges hottest first,
                                  compiles and patches; --svg also draws the hot call graph
+                                 (nodes = functions, width = calls, colour = state);
+                                 --html writes the graph and the table as one page
   drti --version | --help
 
 Agent environment (LD_PRELOAD=libdrti_agent.so ./app):

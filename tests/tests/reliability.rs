@@ -1,0 +1,455 @@
+//! Reliability (issue 5): never wrong, never a crash — under threads, exceptions, fork,
+//! dlclose/dlopen, W^X sampling and AT_SECURE. Programs come from `demo/` and
+//! `tests/progs/rel_*.c`, built with drti-cc -O2 and run with and without the agent.
+//!
+//! Repeated cases run `runs()` times: 10 by default, 100 with `DRTI_LONG_TESTS=1`.
+
+use drti_tests::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Runs per repeated case.
+fn runs() -> usize {
+    if std::env::var("DRTI_LONG_TESTS").is_ok_and(|v| v == "1") {
+        100
+    } else {
+        10
+    }
+}
+
+/// Compiles `srcs` (relative to the repository) with `compiler` (drti-cc / drti-c++) -O2.
+fn compile(dir: &Path, compiler: &str, srcs: &[&str], out: &str, flags: &[&str]) {
+    let st = Command::new(tool(compiler))
+        .arg("-O2")
+        .args(flags)
+        .args(srcs.iter().map(|s| repo().join(s)))
+        .args(["-o", out])
+        .current_dir(dir)
+        .output()
+        .expect("run drti-cc");
+    assert!(st.status.success(), "{compiler} {srcs:?} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
+}
+
+/// The programs of this file, built once into target/e2e/reliability.
+fn progs() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = scratch("reliability");
+        compile(&d, "drti-cc", &["demo/threads.c"], "threads", &["-pthread"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_threads_quiesce.c"], "rel_threads_quiesce", &["-pthread"]);
+        compile(&d, "drti-c++", &["demo/exception.cpp"], "exception", &[]);
+        compile(&d, "drti-cc", &["tests/progs/rel_gdb_abort.c"], "rel_gdb_abort", &["-rdynamic", "-ldl"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_fork.c"], "rel_fork", &[]);
+        compile(&d, "drti-cc", &["tests/progs/rel_reload_host.c"], "rel_reload_host", &["-ldl"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_reload_plugin.c"], "reload_a.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=3"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_reload_plugin.c"], "reload_b.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=5"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_wx.c"], "rel_wx", &["-pthread"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_secure.c"], "rel_secure", &[]);
+        d
+    })
+}
+
+/// A command for `prog` in `dir` with a clean drti environment, plus the agent and `env`
+/// when `agent_env` is given.
+fn command(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str, &str)]>) -> Command {
+    let mut cmd = Command::new(dir.join(prog));
+    cmd.args(args).current_dir(dir);
+    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
+        cmd.env_remove(v);
+    }
+    if let Some(env) = agent_env {
+        cmd.env("LD_PRELOAD", agent());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
+
+/// Runs `cmd`, killing it (by its pid) after `limit`: a hang is a failure, not a stuck suite.
+fn output_within(mut cmd: Command, limit: Duration) -> Output {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let start = Instant::now();
+    while !waiter.is_finished() {
+        if start.elapsed() > limit {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let out = waiter.join().unwrap().unwrap();
+            panic!("{cmd:?} still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    waiter.join().unwrap().expect("wait")
+}
+
+/// Spawns all `cmds` at once (at most `batch` at a time) and returns their outputs in order.
+fn outputs_batched(cmds: Vec<Command>, batch: usize, limit: Duration) -> Vec<Output> {
+    let mut out = Vec::new();
+    let mut cmds = cmds.into_iter().peekable();
+    while cmds.peek().is_some() {
+        let group: Vec<_> = cmds.by_ref().take(batch).map(|c| std::thread::spawn(move || output_within(c, limit))).collect();
+        out.extend(group.into_iter().map(|h| h.join().unwrap()));
+    }
+    out
+}
+
+fn describe(out: &Output) -> String {
+    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// stdout of a run that must have exited 0 with exactly `want` on stdout.
+fn assert_same(out: &Output, want: &str, what: &str) {
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout) == want, "{what}: expected exit 0 and\n{want}\ngot {}", describe(out));
+}
+
+/// The dump of `path`, which must be valid JSON of version 1.
+fn dump_v1(path: &Path) -> serde_json::Value {
+    let v = read_dump(path);
+    assert_eq!(v["drti_dump_version"], 1, "{}: {v}", path.display());
+    v
+}
+
+fn edges(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+    v["edges"].as_array().expect("edges array")
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. 8 threads through one site while its function is patched and re-patched.
+
+/// demo/threads: identical output and exit 0 on every run, under `threshold` (None =
+/// default). The program exits right after its threads finish, often while the agent
+/// thread is still compiling (this used to crash: SIGSEGV/SIGABRT inside LLVM, or a hang,
+/// fixed in 4b1b791).
+fn threads_case(threshold: Option<&str>) {
+    let dir = progs();
+    let args = ["1000"];
+    let plain = stdout_ok(&run(dir, "threads", &args, None), "threads");
+    let mut env: Vec<(&str, &str)> = Vec::new();
+    if let Some(t) = threshold {
+        env.push(("DRTI_HOT_THRESHOLD", t));
+    }
+    let mut failures = Vec::new();
+    for i in 0..runs() {
+        let out = output_within(command(dir, "threads", &args, Some(&env)), Duration::from_secs(60));
+        if !out.status.success() || String::from_utf8_lossy(&out.stdout) != plain {
+            failures.push(format!("run {i}: {}", describe(&out)));
+        }
+    }
+    assert!(failures.is_empty(), "threshold {threshold:?}: {} of {} runs failed; first:\n{}", failures.len(), runs(), failures[0]);
+}
+
+#[test]
+fn threads_repatching_threshold_1() {
+    threads_case(Some("1"));
+}
+
+#[test]
+fn threads_repatching_default_threshold() {
+    threads_case(None);
+}
+
+/// The same 8-thread program with a pause before exit (tests/progs/rel_threads_quiesce.c),
+/// so every compile ends before the process does and each run shows in its dump that
+/// `work` was patched (and re-patched) while 8 threads ran it. Runs go 2 at a time (the
+/// pause costs no CPU).
+fn threads_quiesced_case(threshold: Option<&str>, tag: &str) -> usize {
+    let dir = progs();
+    let args = ["1000", "1000"];
+    let plain = stdout_ok(&run(dir, "threads", &args[1..], None), "threads");
+    let mut cmds = Vec::new();
+    let dumps: Vec<PathBuf> = (0..runs()).map(|i| dir.join(format!("threads-{tag}-{i}.json"))).collect();
+    for d in &dumps {
+        let _ = std::fs::remove_file(d);
+        let mut env: Vec<(&str, &str)> = vec![("DRTI_DUMP", d.to_str().unwrap())];
+        if let Some(t) = threshold {
+            env.push(("DRTI_HOT_THRESHOLD", t));
+        }
+        cmds.push(command(dir, "rel_threads_quiesce", &args, Some(&env)));
+    }
+    let outs = outputs_batched(cmds, 2, Duration::from_secs(120));
+    let mut compiles = 0;
+    for (i, (out, d)) in outs.iter().zip(&dumps).enumerate() {
+        assert_same(out, &plain, &format!("run {i} (threshold {threshold:?})"));
+        let v = dump_v1(d);
+        // work was compiled and patched; the patch may since have been reverted (the
+        // agent deoptimises when guard misses dominate, and the target moves here).
+        for c in v["compiles"].as_array().unwrap() {
+            assert_eq!(c["ok"], true, "run {i}: {c}");
+        }
+        let patches = v["patches"].as_array().unwrap();
+        assert!(patches.iter().any(|p| p["function"] == "work"), "run {i}: work was never patched: {v:#}");
+        let active = patches.iter().filter(|p| p["function"] == "work" && p["active"] == true).count();
+        assert!(active <= 1, "run {i}: at most one active patch of work: {v:#}");
+        assert!(edges(&v).iter().any(|e| e["caller"] == "work" && (e["state"] == "inlined" || e["state"] == "invalidated")), "run {i}: {v:#}");
+        compiles += v["compiles"].as_array().unwrap().len();
+    }
+    compiles
+}
+
+#[test]
+fn threads_repatching_quiesced_threshold_1() {
+    let compiles = threads_quiesced_case(Some("1"), "t1");
+    // The target moves (3 phases): work must have been compiled and patched again.
+    assert!(compiles > runs(), "work was never re-compiled: {compiles} compiles in {} runs", runs());
+}
+
+#[test]
+fn threads_repatching_quiesced_default_threshold() {
+    threads_quiesced_case(None, "default");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Exceptions through F+, and a debugger's backtrace through F+.
+
+/// demo/exception at a size where the JIT patches `run` early and ~90% of the exceptions
+/// are thrown by the inlined Checked::apply inside run+ (or pass through it on a guard
+/// miss). `runs=` counts Tally destructors: it must equal ITERS, unwinding included (it
+/// did not before 4b1b791: cleanups in F+ were skipped).
+#[test]
+fn exception_through_inlined_callee_is_caught_by_caller() {
+    let dir = progs();
+    let args = ["60000"];
+    let plain = stdout_ok(&run(dir, "exception", &args, None), "exception");
+    assert!(plain.contains("caught=600 runs=60000"), "{plain}");
+    for threshold in ["50", "10000"] {
+        let dump = dir.join(format!("exception-{threshold}.json"));
+        let out = output_within(
+            command(dir, "exception", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            Duration::from_secs(60),
+        );
+        assert_same(&out, &plain, &format!("exception, threshold {threshold}"));
+        let v = dump_v1(&dump);
+        let e = edges(&v)
+            .iter()
+            .find(|e| e["caller"] == "_Z3runRK2Opll" && e["callee"] == "_ZNK7Checked5applyEl")
+            .unwrap_or_else(|| panic!("no edge run -> Checked::apply: {v:#}"));
+        assert_eq!(e["state"], "inlined", "{v:#}");
+        assert!(v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "_Z3runRK2Opll" && p["active"] == true), "{v:#}");
+    }
+}
+
+fn have_gdb() -> bool {
+    Command::new("sh").args(["-c", "command -v gdb"]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+/// victim() (reached through a pointer in run) aborts once it runs inlined in run+; the
+/// backtrace gdb prints must name run+ (LLVM's GDB JIT registration).
+#[test]
+fn gdb_backtrace_through_jit_code_names_the_function() {
+    if !have_gdb() {
+        eprintln!("skip: gdb is not installed");
+        assert!(!Command::new("sh").args(["-c", "which gdb"]).status().unwrap().success());
+        return;
+    }
+    let dir = progs();
+    let mut cmd = Command::new("gdb");
+    cmd.current_dir(dir)
+        .env_remove("LD_PRELOAD")
+        .args(["-batch", "-nx", "-ex"])
+        .arg(format!("set environment LD_PRELOAD={}", agent().display()))
+        .args(["-ex", "set environment DRTI_HOT_THRESHOLD=10", "-ex", "run", "-ex", "bt", "--args"])
+        .arg(dir.join("rel_gdb_abort"));
+    let out = output_within(cmd, Duration::from_secs(120));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("inlined after"), "victim never ran inlined (the JIT did not patch run):\n{text}");
+    assert!(text.contains("SIGABRT"), "{text}");
+    // Frame lines: "#4  0x... in drti.plus[run] ()" — the JIT'd copy of run.
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    let jit_frame = frames.iter().find(|l| {
+        let name = l.split(" in ").nth(1).unwrap_or(l.split_whitespace().nth(1).unwrap_or(""));
+        let name = name.split_whitespace().next().unwrap_or("");
+        name.contains("run") && name.contains("drti")
+    });
+    assert!(jit_frame.is_some(), "no backtrace frame names the JIT'd run:\n{}", frames.join("\n"));
+    assert!(frames.iter().any(|l| l.contains(" main ")), "the backtrace continues to main:\n{}", frames.join("\n"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. fork() while profiling and after patching.
+
+#[test]
+fn fork_parent_and_children_finish_with_valid_dumps() {
+    let dir = progs();
+    let args = ["200", "4", "400"];
+    let plain = run(dir, "rel_fork", &args, None);
+    let plain = stdout_ok(&plain, "rel_fork");
+    for threshold in ["1", "50", "10000", "1000000000"] {
+        let dump = dir.join(format!("fork-{threshold}.json"));
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with(&format!("fork-{threshold}.json")) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let out = output_within(
+            command(dir, "rel_fork", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            Duration::from_secs(60),
+        );
+        assert_same(&out, &plain, &format!("rel_fork, threshold {threshold}"));
+        let v = dump_v1(&dump);
+        assert_eq!(v["pid"].as_u64().is_some(), true);
+        let children: Vec<u32> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| l.strip_prefix("child=")?.trim().parse().ok()).collect();
+        assert_eq!(children.len(), 4, "{}", describe(&out));
+        for pid in children {
+            let cd = dump_v1(&PathBuf::from(format!("{}.{pid}", dump.display())));
+            assert_eq!(cd["pid"].as_u64(), Some(pid as u64), "child dump names its own pid");
+        }
+        if threshold == "50" || threshold == "10000" {
+            // Patched at some point (it may have been reverted since: targets alternate,
+            // and the agent deoptimises when guard misses dominate).
+            let compiled = v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == "apply" && c["ok"] == true);
+            let patched = v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "apply");
+            assert!(compiled && patched, "threshold {threshold}: parent never patched apply: {v:#}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. dlclose of an inlined plugin, dlopen of another at the same address.
+
+fn reload(threshold: &str, tag: &str) -> (Output, serde_json::Value, String) {
+    let dir = progs();
+    let args = ["300", "150", "./reload_a.so", "./reload_b.so", "./reload_a.so", "./reload_b.so"];
+    let plain = stdout_ok(&run(dir, "rel_reload_host", &args, None), "rel_reload_host");
+    assert_eq!(plain.lines().count(), 4, "{plain}");
+    let dump = dir.join(format!("reload-{tag}.json"));
+    let out = output_within(
+        command(dir, "rel_reload_host", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+        Duration::from_secs(60),
+    );
+    let v = dump_v1(&dump);
+    (out, v, plain)
+}
+
+#[test]
+fn dlclose_then_dlopen_at_same_address_never_runs_old_inlined_copy() {
+    for (threshold, tag) in [("1", "t1"), ("10000", "default")] {
+        let (out, v, plain) = reload(threshold, tag);
+        // The host checks each plugin's sum against what that plugin computes and its
+        // call counter; identical output means B's results were B's.
+        assert_same(&out, &plain, &format!("rel_reload_host, threshold {threshold}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        let addrs: Vec<&str> = err.lines().filter_map(|l| l.split(" at ").nth(1)).collect();
+        if addrs.windows(2).any(|w| w[0] != w[1]) {
+            eprintln!("note: the plugins did not all land at the same address: {addrs:?}");
+        }
+        let a = edges(&v)
+            .iter()
+            .find(|e| e["callee"] == "plugin_fn" && e["callee_module"].as_str().is_some_and(|m| m.ends_with("reload_a.so")))
+            .unwrap_or_else(|| panic!("threshold {threshold}: no edge into reload_a.so: {v:#}"));
+        assert_eq!(a["state"], "invalidated", "threshold {threshold}: A's inlined edge must be invalidated: {v:#}");
+        assert!(v["patches"].as_array().unwrap().iter().all(|p| p["active"] == false), "every plugin is closed at exit: {v:#}");
+    }
+}
+
+/// After A is closed and B opened at the same address, B's calls are a new edge (callee
+/// module reload_b.so), which is profiled and inlined on its own.
+#[test]
+fn reloaded_plugin_gets_its_own_edge() {
+    let (out, v, plain) = reload("10000", "own-edge");
+    assert_same(&out, &plain, "rel_reload_host");
+    let b = edges(&v).iter().find(|e| e["callee_module"].as_str().is_some_and(|m| m.ends_with("reload_b.so")));
+    let b = b.unwrap_or_else(|| panic!("no edge into reload_b.so: {v:#}"));
+    // B was inlined too; it is closed before exit, so its edge ends invalidated.
+    assert_eq!(b["state"], "invalidated", "B's edge: {v:#}");
+    assert!(v["compiles"].as_array().unwrap().len() >= 2, "B needs a compile of its own: {v:#}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. W^X while patching.
+
+#[test]
+fn no_mapping_is_ever_writable_and_executable() {
+    let dir = progs();
+    let plain = stdout_ok(&run(dir, "rel_wx", &["300", "0"], None), "rel_wx");
+    let n = if runs() > 10 { 10 } else { 3 };
+    for i in 0..n {
+        let dump = dir.join(format!("wx-{i}.json"));
+        let out = output_within(
+            command(dir, "rel_wx", &["300", "800", "400"], Some(&[("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            Duration::from_secs(60),
+        );
+        assert_same(&out, &plain, "rel_wx");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| l.starts_with("samples=")).unwrap_or_else(|| panic!("{err}"));
+        let field = |k: &str| -> u64 { line.split_whitespace().find_map(|w| w.strip_prefix(k)?.parse().ok()).unwrap() };
+        assert!(field("samples=") > 20, "the sampler barely ran: {line}");
+        assert_eq!(field("wx="), 0, "a mapping was writable and executable: {err}");
+        let v = dump_v1(&dump);
+        let patched = v["patches"].as_array().unwrap().len();
+        assert!(patched >= 4, "several functions must have been patched while sampling, got {patched}: {v:#}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. AT_SECURE.
+
+/// Removes the files it names when dropped.
+struct Cleanup(Vec<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = self.0.first().and_then(|p| p.parent()).filter(|d| d.starts_with(std::env::temp_dir())) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn sh(cmd: &str) {
+    let st = Command::new("sh").args(["-c", cmd]).status().unwrap();
+    assert!(st.success(), "{cmd}");
+}
+
+/// glibc ignores LD_PRELOAD entries with a '/' in secure mode, and loads a bare name only
+/// from the system directories and only if that library file is set-user-ID. So the agent
+/// is copied (setuid) into the multiarch library directory and preloaded by name. Three
+/// copies of a decorated program run as root: setuid root (AT_SECURE=0: the control, the
+/// agent must act), setuid nobody and setgid nogroup (AT_SECURE=1: the agent is mapped but
+/// must do nothing: no log, no dump, same output).
+#[test]
+fn agent_does_nothing_in_setuid_or_setgid_process() {
+    let libdir = Path::new("/usr/lib/x86_64-linux-gnu");
+    let euid = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout).unwrap();
+    if euid.trim() != "0" || !libdir.is_dir() {
+        eprintln!("skip: needs root and {} (to install a setuid copy of the agent)", libdir.display());
+        return;
+    }
+    let tmp = std::env::temp_dir().join(format!("drti-secure-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let libname = format!("libdrti_agent_sectest{}.so", std::process::id());
+    let lib = libdir.join(&libname);
+    let _cleanup = Cleanup(vec![tmp.join("x"), lib.clone()]);
+    sh(&format!("chmod 0777 '{}'", tmp.display()));
+    std::fs::copy(agent(), &lib).unwrap();
+    sh(&format!("chmod 4755 '{}'", lib.display()));
+    let src = progs().join("rel_secure");
+    let plain = stdout_ok(&run(progs(), "rel_secure", &[], None), "rel_secure");
+    let cases = [("suid-root", "chown root:root", "4755", false), ("suid-nobody", "chown nobody", "4755", true), ("sgid-nogroup", "chgrp nogroup", "2755", true)];
+    for (name, chown, mode, secure) in cases {
+        let prog = tmp.join(name);
+        std::fs::copy(&src, &prog).unwrap();
+        sh(&format!("{chown} '{}' && chmod {mode} '{}'", prog.display(), prog.display()));
+        let dump = tmp.join(format!("{name}.json"));
+        let mut cmd = command(&tmp, name, &[], None);
+        cmd.env("LD_PRELOAD", &libname).env("DRTI_HOT_THRESHOLD", "50").env("DRTI_LOG", "info").env("DRTI_DUMP", &dump);
+        let out = output_within(cmd, Duration::from_secs(60));
+        assert_same(&out, &plain, name);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let facts = err.lines().find(|l| l.starts_with("secure=")).unwrap_or_else(|| panic!("{name}: {err}"));
+        assert!(facts.contains("agent_mapped=1"), "{name}: the preload did not take effect: {err}");
+        assert!(facts.starts_with(if secure { "secure=1" } else { "secure=0" }), "{name}: {facts}");
+        let logged = err.lines().any(|l| l.contains("drti agent starting"));
+        if secure {
+            assert!(!logged, "{name}: the agent started in an AT_SECURE process: {err}");
+            assert!(!dump.exists(), "{name}: the agent wrote a dump in an AT_SECURE process");
+        } else {
+            assert!(logged, "{name} (control): the agent should start: {err}");
+            assert!(dump.exists(), "{name} (control): the agent should write its dump");
+        }
+    }
+}
