@@ -47,9 +47,14 @@ pub fn init(period: u32) {
     PERIOD.store(period.max(1), Ordering::Relaxed);
 }
 
-/// The samples waiting for the agent thread.
+/// The samples waiting for the agent thread (allocates the queue on first use).
 pub fn queue() -> &'static ArrayQueue<Sample> {
     QUEUE.get_or_init(|| ArrayQueue::new(QUEUE_CAPACITY))
+}
+
+/// The next queued sample, if the queue exists and holds one.
+pub fn pop() -> Option<Sample> {
+    QUEUE.get().and_then(ArrayQueue::pop)
 }
 
 /// Samples lost to a full queue so far.

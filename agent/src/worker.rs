@@ -36,6 +36,20 @@ pub fn start(agent: &mut Agent) {
 }
 
 fn run() {
+    // Registering for membarrier waits for an RCU grace period (~15 ms): do it now, off the
+    // hot-to-patch path and without holding the state lock.
+    let jit = state::lock().map(|a| a.config.jit).unwrap_or(false);
+    if jit {
+        let t = Instant::now();
+        let patcher = crate::patch::Patcher::new().map_err(|e| e.to_string());
+        tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "patcher ready");
+        if let Some(mut agent) = state::lock() {
+            if let Err(e) = &patcher {
+                tracing::warn!("live patching unavailable: {e}");
+            }
+            agent.patcher.get_or_insert(patcher);
+        }
+    }
     let mut last_check = Instant::now();
     loop {
         let mut idle = true;
@@ -43,7 +57,7 @@ fn run() {
             // Samples are popped only under the lock, so none is lost when the exit
             // handler takes the lock for good.
             for _ in 0..4096 {
-                let Some(s) = profile::queue().pop() else { break };
+                let Some(s) = profile::pop() else { break };
                 record(&mut agent, &s);
                 idle = false;
             }
@@ -68,7 +82,7 @@ fn run() {
 
 /// Records every queued sample (at exit, so the dump counts them all).
 pub fn drain(agent: &mut Agent) {
-    while let Some(s) = profile::queue().pop() {
+    while let Some(s) = profile::pop() {
         record(agent, &s);
     }
 }
@@ -272,6 +286,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
         n_sites: sites.len(),
         inject_failure: agent.config.test_jit_fail.iter().any(|n| *n == name) as u32,
     };
+    tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
     let started = Instant::now();
     let res = match &agent.jit {
         Some(Ok(jit)) => jit.compile(&req),
@@ -294,6 +309,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     // Patch F's entry to F+ (or re-point an existing patch).
     let entry = agent.module(id).map(|m| m.function_address(fi)).unwrap_or(0);
     let Some(Ok(patcher)) = agent.patcher else { return };
+    let patch_started = Instant::now();
     let existing = agent.patches.iter_mut().find(|p| p.owner == f && p.active);
     let patched = match existing {
         Some(p) => patcher.retarget(&mut p.record, res.code).map(|_| None),
@@ -301,6 +317,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     };
     let hot_since = agent.functions.get(&f).and_then(|s| s.2);
     let hot_to_patch_ms = hot_since.map(|t| t.elapsed().as_secs_f64() * 1e3);
+    tracing::debug!(ms = patch_started.elapsed().as_secs_f64() * 1e3, "patch written");
     match patched {
         Ok(new_record) => {
             let depends_on: Vec<usize> = modules.iter().copied().filter(|&m| m != id).collect();
