@@ -294,6 +294,19 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     };
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let inlined: Vec<String> = target_names.iter().flatten().cloned().collect();
+    if res.ok == 0 && res.rejected_target >= 0 {
+        // One target cannot be inlined: reject its edge and compile again without it.
+        let err = res.error_text();
+        let key = plans.iter().flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).nth(res.rejected_target as usize);
+        if let Some(key) = key {
+            tracing::info!(function = %name, "edge rejected: {err}");
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
+            agent.edges.set_state(key, EdgeState::Rejected, Some(err));
+            agent.functions.entry(f).or_default().0 = FnStatus::Queued;
+            agent.pending.push(f);
+            return;
+        }
+    }
     if res.ok == 0 {
         let err = res.error_text();
         agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });

@@ -6,7 +6,7 @@
 //! the duration of the call only; the JIT copies what it keeps.
 
 /// Bumped on any change to the types or functions below.
-pub const JIT_ABI_VERSION: u32 = 1;
+pub const JIT_ABI_VERSION: u32 = 2;
 
 /// One name → run-time address binding of a module's address table.
 #[repr(C)]
@@ -100,6 +100,9 @@ pub struct JitResult {
     /// 1 when the function cannot be compiled correctly (TLS, setjmp, ...): a rejection,
     /// not an error.
     pub rejected: u32,
+    /// When the rejection is one target's (it cannot be inlined; the rest could), its
+    /// index in the request's targets, site by site in order; otherwise -1.
+    pub rejected_target: i32,
     /// Address of F+ (on success).
     pub code: u64,
     /// Size of F+'s machine code in bytes (0 if unknown).
@@ -112,7 +115,7 @@ pub struct JitResult {
 
 impl Default for JitResult {
     fn default() -> Self {
-        JitResult { ok: 0, rejected: 0, code: 0, code_size: 0, handle: 0, error: [0; JIT_ERROR_LEN] }
+        JitResult { ok: 0, rejected: 0, rejected_target: -1, code: 0, code_size: 0, handle: 0, error: [0; JIT_ERROR_LEN] }
     }
 }
 

@@ -233,3 +233,21 @@ fn perf_map_names_jit_code() {
         let _ = std::fs::remove_file(m.path());
     }
 }
+
+#[test]
+fn a_target_that_cannot_be_inlined_is_dropped_and_the_rest_compiled() {
+    let dir = scratch("mixed");
+    build_prog(&dir, "mixed_targets.c", "mixed", &[]);
+    let plain = run(&dir, "mixed", &[], None);
+    let dump = dir.join("mixed.json");
+    let out = run(&dir, "mixed", &[], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    assert_eq!(stdout_ok(&out, "mixed"), stdout_ok(&plain, "mixed"));
+    let v = read_dump(&dump);
+    let va = edge(&v, "run", "va3").expect("edge run->va3");
+    assert_eq!(va["state"], "rejected");
+    assert!(va["reason"].as_str().unwrap().contains("variadic"), "{va}");
+    assert_eq!(edge(&v, "run", "plain3").unwrap()["state"], "inlined");
+    let ok: Vec<_> = v["compiles"].as_array().unwrap().iter().filter(|c| c["ok"] == true).collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(ok[0]["inlined"], serde_json::json!(["plain3"]));
+}

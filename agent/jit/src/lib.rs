@@ -30,6 +30,8 @@ static PERF_MAP: AtomicBool = AtomicBool::new(false);
 enum Failure {
     /// The function cannot be compiled faithfully (TLS, setjmp, ...).
     Rejected(String),
+    /// Target `k` (flattened over the sites) cannot be inlined.
+    RejectedTarget(usize, String),
     /// Something went wrong (LLVM error, bad input).
     Error(String),
 }
@@ -96,6 +98,11 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         }
         Err(Failure::Rejected(e)) => {
             out.rejected = 1;
+            out.set_error(&e);
+        }
+        Err(Failure::RejectedTarget(k, e)) => {
+            out.rejected = 1;
+            out.rejected_target = k as i32;
             out.set_error(&e);
         }
         Err(Failure::Error(e)) => out.set_error(&e),
@@ -238,30 +245,25 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
     let f = named_function(main.0, &plan.function).ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
     checks::check(f).map_err(Failure::Rejected)?;
 
-    // Copies of the targets, one parse per module that provides any.
+    // One copy per target, each from its own parse of its module, so a target that
+    // cannot be copied is named and the agent can compile without it.
     let mut bodies: HashMap<(usize, String), String> = HashMap::new();
     let mut providers = Vec::new();
-    for mi in 0..plan.modules.len() {
-        let mut keep = HashMap::new();
-        for (k, (_, tm, tname)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
-            if *tm == mi {
-                let body = format!("drti.inl.{n}.{k}");
-                keep.insert(tname.clone(), body.clone());
-                bodies.insert((mi, tname.clone()), body);
-            }
-        }
-        if keep.is_empty() {
+    for (k, (_, mi, tname)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
+        if bodies.contains_key(&(*mi, tname.clone())) {
             continue;
         }
-        let tm = parse(ctx, &plan.modules[mi].0)?;
-        for name in keep.keys() {
-            let tf = named_function(tm.0, name).ok_or_else(|| format!("target {name} is not in its module's bitcode"))?;
-            if ir::is_declaration(tf) {
-                return Err(Failure::Rejected(format!("target {name} has no body in its module")));
-            }
-            checks::check(tf).map_err(|e| Failure::Rejected(format!("target {e}")))?;
+        let body = format!("drti.inl.{n}.{k}");
+        let reject = |why: String| Failure::RejectedTarget(k, format!("target {tname}: {why}"));
+        let tm = parse(ctx, &plan.modules[*mi].0)?;
+        let tf = named_function(tm.0, tname).ok_or_else(|| reject("not in its module's bitcode".into()))?;
+        if ir::is_declaration(tf) {
+            return Err(reject("no body in its module".into()));
         }
-        bind::bind(tm.0, &keep, &plan.modules[mi].1).map_err(|e| Failure::Rejected(format!("target module: {e}")))?;
+        checks::check(tf).map_err(&reject)?;
+        let keep: HashMap<String, String> = [(tname.clone(), body.clone())].into();
+        bind::bind(tm.0, &keep, &plan.modules[*mi].1).map_err(&reject)?;
+        bodies.insert((*mi, tname.clone()), body);
         providers.push(tm);
     }
     let keep_f: HashMap<String, String> = [(plan.function.clone(), plus.clone())].into();
