@@ -152,6 +152,11 @@ fn record_globals(m: LLVMModuleRef, w: &mut BlobWriter, slots: &mut Vec<LLVMValu
         add(w, f, GLOBAL_KIND_FUNCTION, 0);
     }
     for g in ir::global_vars(m) {
+        if ir::section(g) == "llvm.metadata" {
+            // Never emitted (annotation strings): code cannot refer to it, and taking its
+            // address would leave an undefined symbol.
+            continue;
+        }
         let mut flags = 0;
         if ir::is_thread_local(g) {
             flags |= GLOBAL_TLS;

@@ -269,7 +269,12 @@ pub fn main(argv0: &str, args: Vec<String>) -> i32 {
         }
         return status;
     }
-    let Some(p) = parse(&args) else { return passthrough(&args) };
+    let Some(p) = parse(&args) else {
+        if args.iter().any(|a| a.starts_with("-flto")) && args.iter().any(|a| a == "-c") {
+            eprintln!("{tool}: note: -flto: LTO objects are compiled without drti decoration; drti will not optimise them");
+        }
+        return passthrough(&args);
+    };
     let sources: Vec<(usize, &'static str)> = p
         .args
         .iter()

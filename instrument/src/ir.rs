@@ -87,6 +87,19 @@ pub fn is_thread_local(g: LLVMValueRef) -> bool {
     unsafe { LLVMIsThreadLocal(g) != 0 }
 }
 
+/// The explicit section of a global ("" when none).
+pub fn section(g: LLVMValueRef) -> String {
+    // SAFETY: `g` is a live global; the returned string (if any) belongs to it.
+    unsafe {
+        let p = LLVMGetSection(g);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
 /// Whether a global variable is constant.
 pub fn is_constant(g: LLVMValueRef) -> bool {
     // SAFETY: `g` is a live global variable.

@@ -104,3 +104,28 @@ fn compile_and_link_in_one_command_with_depfile() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["modules"].as_array().unwrap().len(), 2, "one module per source");
 }
+
+#[test]
+fn functions_can_be_opted_out() {
+    let dir = scratch("skip");
+    std::fs::write(
+        dir.join("s.c"),
+        "int inc(int x) { return x + 1; }\n\
+         __attribute__((annotate(\"drti_skip\"))) int by_attr(int (*f)(int), int x) { return f(x); }\n\
+         int by_env(int (*f)(int), int x) { return f(x) * 2; }\n\
+         int kept(int (*f)(int), int x) { return f(x) * 3; }\n\
+         int main(void) { return by_attr(inc, 1) + by_env(inc, 1) + kept(inc, 1) == 12 ? 0 : 1; }\n",
+    )
+    .unwrap();
+    let out = Command::new(tool("drti-cc")).env("DRTI_SKIP", "by_env").args(["-O1", "s.c", "-o", "s"]).current_dir(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(Command::new(dir.join("s")).status().unwrap().success());
+    let out = Command::new(tool("drti")).args(["inspect", "--json"]).arg(dir.join("s")).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = |name: &str| v["modules"][0]["functions"].as_array().unwrap().iter().find(|f| f["name"] == name).cloned().unwrap();
+    for skipped in ["by_attr", "by_env"] {
+        assert_eq!(f(skipped)["sites"], 0, "{skipped} must not be profiled");
+        assert!(f(skipped)["flags"].as_array().unwrap().iter().any(|x| x == "skipped"), "{skipped}");
+    }
+    assert_eq!(f("kept")["sites"], 1);
+}
