@@ -5,15 +5,15 @@
 //! full queue drops the sample and counts the drop.
 //!
 //! Count estimate: a sample stands for the calls since the previous sample of that site,
-//! i.e. its weight, `period + jitter` with `jitter` drawn from `0..period/4` so that
-//! periodic call patterns cannot alias with the sampling period. An edge's estimated
+//! i.e. its weight, drawn uniformly from [period/2, 3·period/2) so that periodic call
+//! patterns cannot alias with the sampling period. An edge's estimated
 //! calls are the sum of its samples' weights; each site's estimate is exact up to the
-//! calls since its last sample (at most one weight, < 1.25 × period) plus the error of
+//! calls since its last sample (at most one weight, < 1.5 × period) plus the error of
 //! attributing a whole weight to the target seen at the sample, which for an edge with
 //! share p of a site's N calls is about ±period × sqrt(N p (1-p) / period) (binomial).
 //! Counters start one weight away from the first sample, so with one target per site
-//! the estimate is below the true count by less than one weight (1.25 × period): the
-//! calls since the last sample.
+//! the estimate is below the true count by less than one weight (the
+//! calls since the last sample; below 1.5 × period).
 
 use bitcode_embed::format::{RuntimeAreaHeader, RUNTIME_COUNTERS_OFFSET};
 use crossbeam::queue::ArrayQueue;
@@ -62,12 +62,13 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Counter value that makes the next hook call come after `weight` calls.
+/// Calls until the next sample: uniform in [period - period/2, period + period/2), mean
+/// `period`. The spread keeps periodic call patterns (every 10th element a different
+/// type) from aliasing with the sampling period.
 fn next_weight() -> u32 {
     let period = PERIOD.load(Ordering::Relaxed);
-    let spread = period / 4;
-    if spread == 0 {
-        return period;
+    if period <= 1 {
+        return 1;
     }
     // xorshift on a shared word: a lost update between threads only repeats a jitter.
     let mut x = RNG.load(Ordering::Relaxed);
@@ -75,7 +76,7 @@ fn next_weight() -> u32 {
     x ^= x >> 17;
     x ^= x << 5;
     RNG.store(x, Ordering::Relaxed);
-    period + x % spread
+    period - period / 2 + x % period
 }
 
 /// The hook decorated code calls (`bitcode_embed::format::HookFn`).

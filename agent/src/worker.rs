@@ -2,6 +2,10 @@
 //! functions that hold hot sites (through the JIT) and patches them, and watches guard
 //! misses.
 //!
+//! Plan: a site is compiled once one of its edges is hot; its targets are the decorated
+//! ones past the threshold or with at least 5% of the site's calls, hottest first, up to
+//! DRTI_MAX_TARGETS.
+//!
 //! Deopt rule: F+ counts the calls at its guarded sites that match no guard. When one
 //! compile's misses since its last check exceed max(threshold, 1000) within one check
 //! interval (100 ms), the guards no longer describe the site: the patch is reverted, the
@@ -17,6 +21,8 @@ use std::time::{Duration, Instant};
 
 /// Deopts after which a function is left alone.
 const MAX_DEOPTS: u32 = 3;
+/// A target below the threshold is still guarded if it has 1/MIN_SHARE of its site's calls.
+const MIN_SHARE: u64 = 20;
 /// Interval between guard-miss checks.
 const MISS_CHECK: Duration = Duration::from_millis(100);
 
@@ -195,8 +201,16 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     for s in rec.first_site..rec.first_site + rec.n_sites {
         let Some(site) = m.blob.site(s) else { continue };
         let mut plan = SitePlan { ordinal: site.ordinal, targets: Vec::new(), edges: Vec::new() };
-        for (key, e) in agent.edges.of_site(id, s) {
-            if e.recent < threshold || e.state == EdgeState::Rejected {
+        // A site is compiled once one of its edges is hot; every target with at least
+        // 1/MIN_SHARE of the site's recent calls is guarded too, so a mostly-monomorphic
+        // site does not deopt over and over on its second-hottest target.
+        let edges = agent.edges.of_site(id, s);
+        let site_total: u64 = edges.iter().map(|(_, e)| e.recent).sum();
+        if edges.first().is_none_or(|(_, e)| e.recent < threshold) {
+            continue;
+        }
+        for (key, e) in edges {
+            if (e.recent < threshold && e.recent * MIN_SHARE < site_total) || e.state == EdgeState::Rejected {
                 continue;
             }
             match &e.callee {

@@ -251,3 +251,28 @@ fn a_target_that_cannot_be_inlined_is_dropped_and_the_rest_compiled() {
     assert_eq!(ok.len(), 1);
     assert_eq!(ok[0]["inlined"], serde_json::json!(["plain3"]));
 }
+
+#[test]
+fn cxx_standard_library_program_with_a_periodic_type_mix() {
+    let dir = scratch("cxx_mix");
+    let st = std::process::Command::new(tool("drti-c++"))
+        .args(["-O1", "-g"])
+        .arg(repo().join("tests/progs/cxx_mix.cpp"))
+        .args(["-o", "cxx_mix"])
+        .current_dir(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let plain = run(&dir, "cxx_mix", &[], None);
+    let dump = dir.join("cxx.json");
+    let out = run(&dir, "cxx_mix", &[], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    assert_eq!(stdout_ok(&out, "cxx_mix"), stdout_ok(&plain, "cxx_mix"));
+    let v = read_dump(&dump);
+    // Every 10th shape is a circle: sampling must not alias with that period, so both
+    // types are guarded in one compile of total().
+    let total: Vec<_> = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"].as_str().unwrap().starts_with("_Z5total")).collect();
+    assert!(!total.is_empty(), "total() not compiled: {v:#}");
+    let inlined = &total[0]["inlined"];
+    assert!(inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Sq4areaEv") && inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Ci4areaEv"), "{v:#}");
+    assert!(v["edges"].as_array().unwrap().iter().any(|e| e["callee"].as_str().unwrap().contains("_Function_handler") && e["state"] == "inlined"), "std::function call not inlined: {v:#}");
+}
