@@ -1,5 +1,7 @@
-//! The bridge to `libdrti_jit.so`: loaded on the first hot edge from the directory the
-//! agent itself was loaded from (so LLVM never costs anything at process start), checked
+//! The bridge to `libdrti_jit.so`: loaded by the agent thread from the directory the
+//! agent itself was loaded from, when decorated code is first seen calling decorated code
+//! through a pointer (an edge that may get hot; see `worker::record`), so a process
+//! without such calls never loads LLVM and most hot edges find it loaded. Checked
 //! against the ABI version, then called through the C ABI of `bitcode_embed::jit_abi`.
 
 use bitcode_embed::jit_abi::*;

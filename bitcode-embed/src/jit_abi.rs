@@ -1,5 +1,6 @@
 //! The C ABI between the agent (`libdrti_agent.so`, no LLVM) and the JIT
-//! (`libdrti_jit.so`, LLVM 19), which the agent dlopens on the first hot edge.
+//! (`libdrti_jit.so`, LLVM 19), which the agent dlopens once decorated code calls
+//! decorated code through a pointer.
 //!
 //! The JIT exports `drti_jit_abi_version`, `drti_jit_init`, `drti_jit_compile` and
 //! `drti_jit_release` with the signatures below. All pointers in a request stay valid for
