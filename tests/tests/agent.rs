@@ -276,3 +276,15 @@ fn cxx_standard_library_program_with_a_periodic_type_mix() {
     assert!(inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Sq4areaEv") && inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Ci4areaEv"), "{v:#}");
     assert!(v["edges"].as_array().unwrap().iter().any(|e| e["callee"].as_str().unwrap().contains("_Function_handler") && e["state"] == "inlined"), "std::function call not inlined: {v:#}");
 }
+
+#[test]
+fn log_goes_to_the_log_file() {
+    let dir = demos();
+    let log = dir.join("agent.log");
+    let _ = std::fs::remove_file(&log);
+    let out = run(dir, "kernel", &["twice", "300"], Some(&[("DRTI_LOG", "info"), ("DRTI_LOG_FILE", log.to_str().unwrap())]));
+    stdout_ok(&out, "kernel");
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty(), "nothing on stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&log).expect("log file written");
+    assert!(text.contains("drti agent starting") && text.contains("decorated module found"), "{text}");
+}
