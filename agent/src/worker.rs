@@ -298,7 +298,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
         function_name_len: name.len(),
         sites: sites.as_ptr(),
         n_sites: sites.len(),
-        inject_failure: agent.config.test_jit_fail.iter().any(|n| *n == name) as u32,
+        inject_failure: agent.config.test_jit_fail.contains(&name) as u32,
     };
     tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
     let started = Instant::now();

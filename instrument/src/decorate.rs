@@ -12,6 +12,9 @@
 //! * a 5-byte patchable entry (`patchable-function-entry=5`) on every defined function;
 //! * the `.note.drti` note that lets the agent find all of it in memory.
 
+// Raw LLVM handles come from the live module being decorated (see `ir`).
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use crate::ir;
 use bitcode_embed::format::*;
 use bitcode_embed::BlobWriter;

@@ -8,6 +8,11 @@
 //! Every function takes raw `LLVMValueRef`/`LLVMModuleRef` handles that the caller got
 //! from a live module; they are only valid while that module (and its context) lives.
 
+// The functions here take raw LLVM handles (`LLVMValueRef`, `LLVMModuleRef`) that callers
+// obtained from a live module; that is the contract of this module, stated above, rather
+// than `unsafe` on every helper.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use llvm_sys::LLVMOpcode;

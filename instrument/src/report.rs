@@ -85,7 +85,7 @@ pub fn render(dump: &Value) -> String {
     let mut edges: Vec<&Value> = dump["edges"].as_array().into_iter().flatten().collect();
     edges.sort_by_key(|e| std::cmp::Reverse(e["calls"].as_u64().unwrap_or(0)));
     let _ = writeln!(out, "\nedges (hottest first):");
-    let _ = writeln!(out, "  {:<28} {:>4}  {:<28} {:>14}  {:<12} {}", "caller", "site", "callee", "calls", "state", "modules");
+    let _ = writeln!(out, "  {:<28} {:>4}  {:<28} {:>14}  {:<12} modules", "caller", "site", "callee", "calls", "state");
     for e in edges {
         let modules = format!("{} -> {}", s(&e["caller_module"]), s(&e["callee_module"]));
         let _ = writeln!(out, "  {:<28} {:>4}  {:<28} {:>14}  {:<12} {}", s(&e["caller"]), s(&e["site"]), s(&e["callee"]), s(&e["calls"]), s(&e["state"]), modules);

@@ -157,7 +157,8 @@ fn corrupt_metadata_on_disk_runs_unoptimised_with_one_warning() {
     let plain = run(dir, "kernel", &["twice", "300"], None);
     let bytes = std::fs::read(dir.join("kernel")).unwrap();
     let at = bytes.windows(8).position(|w| w == b"DRTIMOD\0").expect("blob magic in the file");
-    let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("wrong version", Box::new(move |b: &mut Vec<u8>| b[at + 8] = 7)),
         ("bad magic", Box::new(move |b: &mut Vec<u8>| b[at] = b'X')),
         ("huge counts", Box::new(move |b: &mut Vec<u8>| b[at + 24..at + 28].copy_from_slice(&u32::MAX.to_le_bytes()))),

@@ -289,7 +289,7 @@ fn fork_parent_and_children_finish_with_valid_dumps() {
         );
         assert_same(&out, &plain, &format!("rel_fork, threshold {threshold}"));
         let v = dump_v1(&dump);
-        assert_eq!(v["pid"].as_u64().is_some(), true);
+        assert!(v["pid"].as_u64().is_some());
         let children: Vec<u32> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| l.strip_prefix("child=")?.trim().parse().ok()).collect();
         assert_eq!(children.len(), 4, "{}", describe(&out));
         for pid in children {

@@ -10,6 +10,9 @@
 //! Declarations the table does not know keep their names and are resolved by the JIT
 //! against the process's global symbols.
 
+// Raw LLVM handles passed in come from live modules and sessions of this crate.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use drti_instrument::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;

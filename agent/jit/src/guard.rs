@@ -15,6 +15,9 @@
 //! Call-site attributes (byval, sret, zeroext, ...) and the calling convention are copied
 //! to every inner call.
 
+// Raw LLVM handles passed in come from live modules and sessions of this crate.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use crate::bind::address_constant;
 use drti_instrument::ir;
 use llvm_sys::core::*;

@@ -135,12 +135,16 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
+/// A guarded target: its address, the index of its module, its IR name.
+type PlannedTarget = (u64, usize, String);
+
 /// A request copied into Rust values.
 struct Plan {
     modules: Vec<(Vec<u8>, HashMap<String, u64>)>,
     function_module: usize,
     function: String,
-    sites: Vec<(u32, Vec<(u64, usize, String)>, u64)>,
+    /// Per site: ordinal, targets, miss-counter address.
+    sites: Vec<(u32, Vec<PlannedTarget>, u64)>,
     inject_failure: bool,
     opt_level: u32,
 }

@@ -7,6 +7,9 @@
 //! linked, which gives the machine-code size of F+ for the dump and the perf map. Each
 //! compile gets its own resource tracker, so its code can be released.
 
+// Raw LLVM handles passed in come from live modules and sessions of this crate.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use llvm_sys::error::*;
 use llvm_sys::orc2::ee::*;
 use llvm_sys::orc2::lljit::*;
