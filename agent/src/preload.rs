@@ -167,13 +167,9 @@ pub unsafe extern "C" fn __cxa_atexit(f: extern "C" fn(*mut libc::c_void), arg: 
         return 0;
     }
     static REAL: AtomicUsize = AtomicUsize::new(0);
-    let mut real = REAL.load(Ordering::Relaxed);
+    let real = next_symbol(&REAL, c"__cxa_atexit");
     if real == 0 {
-        real = next_symbol(c"__cxa_atexit") as usize;
-        if real == 0 {
-            return -1;
-        }
-        REAL.store(real, Ordering::Relaxed);
+        return -1;
     }
     // SAFETY: `real` is libc's __cxa_atexit; arguments are forwarded unchanged.
     unsafe { std::mem::transmute::<usize, CxaAtexitFn>(real)(f, arg, dso) }
@@ -182,9 +178,17 @@ pub unsafe extern "C" fn __cxa_atexit(f: extern "C" fn(*mut libc::c_void), arg: 
 type DlopenFn = unsafe extern "C" fn(*const libc::c_char, libc::c_int) -> *mut libc::c_void;
 type DlcloseFn = unsafe extern "C" fn(*mut libc::c_void) -> libc::c_int;
 
-fn next_symbol(name: &std::ffi::CStr) -> *mut libc::c_void {
+/// The next definition of `name` after this library (libc's), looked up once and kept in
+/// `cache`; 0 if there is none.
+fn next_symbol(cache: &AtomicUsize, name: &std::ffi::CStr) -> usize {
+    let f = cache.load(Ordering::Relaxed);
+    if f != 0 {
+        return f;
+    }
     // SAFETY: RTLD_NEXT lookup of a libc function by name.
-    unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) }
+    let f = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) } as usize;
+    cache.store(f, Ordering::Relaxed);
+    f
 }
 
 /// The dynamic loader's dlopen, bypassing our interposer.
@@ -193,13 +197,9 @@ fn next_symbol(name: &std::ffi::CStr) -> *mut libc::c_void {
 /// As for `dlopen(3)`.
 pub unsafe fn real_dlopen(file: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
     static REAL: AtomicUsize = AtomicUsize::new(0);
-    let mut f = REAL.load(Ordering::Relaxed);
+    let f = next_symbol(&REAL, c"dlopen");
     if f == 0 {
-        f = next_symbol(c"dlopen") as usize;
-        if f == 0 {
-            return std::ptr::null_mut();
-        }
-        REAL.store(f, Ordering::Relaxed);
+        return std::ptr::null_mut();
     }
     // SAFETY: `f` is libc's dlopen (the next definition after ours, or libc's own).
     unsafe { std::mem::transmute::<usize, DlopenFn>(f)(file, flags) }
@@ -208,13 +208,9 @@ pub unsafe fn real_dlopen(file: *const libc::c_char, flags: libc::c_int) -> *mut
 /// The loader's dlclose (`-1` if it cannot be found, which glibc never does).
 unsafe fn real_dlclose(handle: *mut libc::c_void) -> libc::c_int {
     static REAL: AtomicUsize = AtomicUsize::new(0);
-    let mut f = REAL.load(Ordering::Relaxed);
+    let f = next_symbol(&REAL, c"dlclose");
     if f == 0 {
-        f = next_symbol(c"dlclose") as usize;
-        if f == 0 {
-            return -1;
-        }
-        REAL.store(f, Ordering::Relaxed);
+        return -1;
     }
     // SAFETY: `f` is libc's dlclose.
     unsafe { std::mem::transmute::<usize, DlcloseFn>(f)(handle) }
