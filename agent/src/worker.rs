@@ -102,6 +102,10 @@ fn record(agent: &mut Agent, s: &Sample) {
         agent.edges.map.insert(key, Edge { calls: 0, recent: 0, samples: 0, state: EdgeState::Cold, callee, reason: None });
     }
     let threshold = agent.config.hot_threshold;
+    // Edges of a function given up on (after repeated deopts) keep the state and reason
+    // of their last compile instead of turning hot again for nothing.
+    let caller = agent.module(id).and_then(|m| m.blob.site(s.site)).map(|site| (id, site.function));
+    let given_up = caller.and_then(|f| agent.functions.get(&f)).is_some_and(|st| st.0 == FnStatus::Given);
     let mut got_hot = false;
     if let Some(mut e) = agent.edges.map.get_mut(&key) {
         e.calls += s.weight as u64;
@@ -118,7 +122,8 @@ fn record(agent: &mut Agent, s: &Sample) {
             // warms up over more than one batch, hot-to-patch is only the compile.
             agent.want_tools = true;
         }
-        if matches!(e.state, EdgeState::Cold | EdgeState::Invalidated) && e.recent >= threshold && callee_live {
+        let may_heat = e.state == EdgeState::Cold || (e.state == EdgeState::Invalidated && !given_up);
+        if may_heat && e.recent >= threshold && callee_live {
             e.state = EdgeState::Hot;
             got_hot = true;
         }
@@ -126,9 +131,8 @@ fn record(agent: &mut Agent, s: &Sample) {
     if !got_hot {
         return;
     }
-    let Some(site) = agent.module(id).and_then(|m| m.blob.site(s.site)) else { return };
-    let f = (id, site.function);
-    tracing::debug!(caller = %agent.function_name(id, site.function), target = format!("{:#x}", s.target), "edge hot");
+    let Some(f) = caller else { return };
+    tracing::debug!(caller = %agent.function_name(f.0, f.1), target = format!("{:#x}", s.target), "edge hot");
     let st = agent.functions.entry(f).or_default();
     if matches!(st.0, FnStatus::Profiling | FnStatus::Optimised) && agent.config.jit {
         st.0 = FnStatus::Queued;
