@@ -62,11 +62,15 @@ pub struct Module {
     pub base: u64,
     /// Address of the drti note.
     pub note_addr: u64,
-    /// The validated metadata, borrowed from the object's memory: valid until it is
-    /// unloaded, and the registry drops the module before that (see `preload::dlclose`).
+    /// The validated metadata, borrowed from `copy` (a copy taken at attach, so the agent
+    /// never reads the object's memory for it after a dlclose began). Its references
+    /// live as long as this Module: copy what must outlive it.
     pub blob: Blob<'static>,
-    /// The address table, `n_globals` slots.
-    pub addrs: &'static [u64],
+    /// The address table, `n_globals` slots, copied at attach (final by then: the
+    /// loader relocates it before the object's code can run).
+    pub addrs: Box<[u64]>,
+    /// Owner of the bytes `blob` borrows.
+    _copy: Box<[u8]>,
     /// The runtime area (hook pointer and counters).
     pub runtime: *mut RuntimeAreaHeader,
     /// Defined, non-skipped functions by run-time address → function index.
@@ -120,7 +124,12 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
                 let n = m.blob.header().n_globals as usize;
                 // SAFETY: find_modules checked the table lies inside a loaded segment;
                 // slots are u64 written by the loader's relocations before our code runs.
-                let addrs: &'static [u64] = unsafe { std::slice::from_raw_parts(m.addrs_addr() as *const u64, n) };
+                let addrs: Box<[u64]> = unsafe { std::slice::from_raw_parts(m.addrs_addr() as *const u64, n) }.into();
+                let copy: Box<[u8]> = m.blob.bytes().into();
+                // SAFETY: the heap bytes do not move when `copy` moves into the Module,
+                // and the Module keeps them alive as long as `blob` (see its field doc).
+                let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(copy.as_ptr(), copy.len()) };
+                let Ok(blob) = Blob::parse(bytes) else { continue };
                 let mut function_at = HashMap::new();
                 for (i, f) in m.blob.functions().enumerate() {
                     let g = m.blob.global(f.global).unwrap_or_default();
@@ -133,8 +142,9 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
                     path: obj.path.clone(),
                     base: obj.base,
                     note_addr: m.note_addr,
-                    blob: m.blob,
+                    blob,
                     addrs,
+                    _copy: copy,
                     runtime: m.runtime_addr() as *mut RuntimeAreaHeader,
                     function_at,
                 });
@@ -146,4 +156,58 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
         }
     }
     (modules, warnings)
+}
+
+/// Load address of the main program (never unloaded).
+pub fn main_program_base() -> Option<u64> {
+    static BASE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| loaded_objects().first().map(|o| o.base))
+}
+
+/// Whether any loaded object carries a drti note (cheap: headers only, read while the
+/// loader holds its lock, so no object can be unmapped meanwhile).
+pub fn any_drti_note() -> bool {
+    unsafe extern "C" fn each(info: *mut libc::dl_phdr_info, _size: usize, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: the loader passes a valid info whose phdr array has dlpi_phnum entries;
+        // PT_NOTE segments are mapped while the loader's lock is held (during this call);
+        // `data` is the bool below.
+        unsafe {
+            let info = &*info;
+            for i in 0..info.dlpi_phnum as usize {
+                let ph = &*info.dlpi_phdr.add(i);
+                if ph.p_type != libc::PT_NOTE {
+                    continue;
+                }
+                let bytes = std::slice::from_raw_parts(info.dlpi_addr.wrapping_add(ph.p_vaddr) as *const u8, ph.p_memsz as usize);
+                if has_drti_note(bytes) {
+                    *(data as *mut bool) = true;
+                    return 1;
+                }
+            }
+        }
+        0
+    }
+    let mut found = false;
+    // SAFETY: `each` only writes `found` through the data pointer during this call.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&mut found as *mut bool).cast()) };
+    found
+}
+
+/// Whether a PT_NOTE segment holds a note named drti of drti's type.
+fn has_drti_note(mut b: &[u8]) -> bool {
+    let word = |b: &[u8], i: usize| b.get(i..i + 4).map(|w| u32::from_le_bytes(w.try_into().unwrap()) as usize);
+    let pad = |n: usize| (n + 3) & !3;
+    while b.len() >= 12 {
+        let (Some(namesz), Some(descsz), Some(ty)) = (word(b, 0), word(b, 4), word(b, 8)) else { return false };
+        let name = b.get(12..12 + namesz).unwrap_or(&[]);
+        if ty as u32 == bitcode_embed::format::NOTE_TYPE && name.strip_suffix(&[0]).unwrap_or(name) == bitcode_embed::format::NOTE_NAME {
+            return true;
+        }
+        let next = 12 + pad(namesz) + pad(descsz);
+        if next > b.len() {
+            return false;
+        }
+        b = &b[next..];
+    }
+    false
 }

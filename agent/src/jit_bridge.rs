@@ -10,6 +10,7 @@ use std::ffi::CString;
 /// The loaded JIT library.
 pub struct Jit {
     compile: CompileFn,
+    release: ReleaseFn,
 }
 
 /// File name of the JIT library.
@@ -65,12 +66,19 @@ impl Jit {
             }
             let init: InitFn = std::mem::transmute(symbol(handle, "drti_jit_init")?);
             let compile: CompileFn = std::mem::transmute(symbol(handle, "drti_jit_compile")?);
+            let release: ReleaseFn = std::mem::transmute(symbol(handle, "drti_jit_release")?);
             let mut res = JitResult::default();
             if init(if perf_map { JIT_INIT_PERF_MAP } else { 0 }, &mut res) != 0 {
                 return Err(format!("JIT initialisation failed: {}", res.error_text()));
             }
-            Ok(Jit { compile })
+            Ok(Jit { compile, release })
         }
+    }
+
+    /// Frees the code of compile `handle` (no redirect points at it, no thread is inside).
+    pub fn release(&self, handle: u64) {
+        // SAFETY: `handle` came from a successful compile and is released once.
+        unsafe { (self.release)(handle) }
     }
 
     /// Runs one compile.

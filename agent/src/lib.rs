@@ -8,11 +8,14 @@
 //! `worker` (the agent thread), `jit_bridge` (the JIT's C ABI), `patch` (the only code
 //! that writes code), `dump` (logging and the JSON dump).
 
+pub mod code_owner;
 pub mod config;
 pub mod discover;
 pub mod dump;
 pub mod edges;
+pub mod guard_slots;
 pub mod jit_bridge;
+pub mod lifecycle;
 pub mod patch;
 pub mod preload;
 pub mod profile;

@@ -6,24 +6,36 @@
 //! sees a defined state. The agent does nothing in a setuid/setgid process (AT_SECURE)
 //! or with `DRTI_DISABLE=1`.
 //!
-//! Exit: LLVM's static destructors must never run while the agent thread compiles, and
-//! glibc (2.36) corrupts its exit-handler list when another thread registers handlers
-//! while `exit` runs them — which loading libLLVM (hundreds of `__cxa_atexit` calls)
-//! would do if the program exits during the load. So `__cxa_atexit` is interposed:
-//! registrations made on the agent thread (LLVM's static destructors) are dropped. The
-//! JIT's memory is the process's until it ends; nothing needs tearing down.
+//! Application paths never take an agent lock and never wait for a compile (DESIGN.md
+//! invariant 2): dlopen bumps a counter and wakes the agent thread; dlclose clears the
+//! guard slots naming the closing object and waits only until the agent thread is out of
+//! module memory (see `lifecycle`); fork handlers flip atomics. The exit handler waits for
+//! the state lock, which the agent thread holds only for short bookkeeping (never across a
+//! compile or a loader call), with a deadline.
+//!
+//! Exit: glibc (2.36) corrupts its exit-handler list when another thread registers
+//! handlers while `exit` runs them — which loading libLLVM (hundreds of `__cxa_atexit`
+//! calls) would do if the program exits during the load. So `__cxa_atexit` is
+//! interposed: registrations made on the agent thread (LLVM's static destructors) are
+//! dropped, and LLVM's statics stay valid while a compile may still run during exit. The
+//! JIT's memory is the process's until it ends; nothing needs tearing down. Thread-locals
+//! of the exiting thread are gone by the time exit handlers run, so the exit handler logs
+//! with `dump::emit` (no thread-locals) instead of tracing.
 //!
 //! fork(): the child keeps its parent's patches (the JIT'd code is mapped in it too) but
 //! profiles nothing: its sites are detached, because the agent thread does not survive
-//! fork. It writes its own dump to `<DRTI_DUMP>.<pid>`.
+//! fork. It writes its own dump to `<DRTI_DUMP>.<pid>`. If the agent thread held the state
+//! lock when the parent forked, the child starts from a fresh state instead of waiting
+//! for a lock nobody will release.
 
 // The interposers and the constructor are left out of unit-test builds (they would
 // interpose the test harness's own process), so their helpers look unused there.
 #![cfg_attr(test, allow(dead_code))]
 
-use crate::{config::Config, dump, profile, state, worker};
+use crate::{config::Config, dump, lifecycle, profile, state, worker};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 const UNINIT: usize = 0;
 const STARTING: usize = 1;
@@ -39,8 +51,6 @@ thread_local! {
     /// Set on the agent thread and inside our own interposers: dlopen/dlclose made there
     /// (LLVM, the JIT library, a plugin's constructor) skip the agent's bookkeeping.
     static IN_AGENT: Cell<bool> = const { Cell::new(false) };
-    /// The state lock held across fork() (taken in prepare, released in parent/child).
-    static FORK_GUARD: std::cell::RefCell<Option<std::sync::MutexGuard<'static, state::Agent>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Marks the current thread as the agent's own.
@@ -61,6 +71,11 @@ fn set_in_agent(v: bool) {
 
 fn enabled() -> bool {
     PHASE.load(Ordering::Acquire) == ENABLED
+}
+
+/// Whether the process is exiting (the exit handler ran): the agent thread stops work.
+pub fn exiting() -> bool {
+    EXITING.load(Ordering::Acquire)
 }
 
 #[cfg(not(test))]
@@ -98,11 +113,12 @@ fn start() -> bool {
     // SAFETY: registering plain extern "C" handlers with libc.
     unsafe {
         libc::atexit(at_exit);
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+        libc::pthread_atfork(None, None, Some(fork_child));
     }
     set_in_agent(true);
+    let objects = crate::discover::loaded_objects();
     if let Some(mut agent) = state::lock() {
-        if agent.reconcile() > 0 {
+        if agent.reconcile(&objects, &[], None) > 0 {
             worker::start(&mut agent);
         }
     }
@@ -110,47 +126,57 @@ fn start() -> bool {
     true
 }
 
+/// How long the exit handler waits for the agent thread's current bookkeeping step.
+const EXIT_LOCK_DEADLINE: Duration = Duration::from_secs(2);
+
 /// Writes the dump once and parks the agent: the state lock is kept for the rest of the
-/// process, so the agent thread never again enters LLVM while static destructors run.
+/// process, so the agent thread never again patches or records anything. A compile in
+/// progress is not waited for (its result is dropped).
 pub extern "C" fn at_exit() {
     if !enabled() || EXITING.swap(true, Ordering::AcqRel) {
         return;
     }
-    if let Some(mut agent) = state::lock() {
-        worker::drain(&mut agent);
-        if let Some(path) = agent.config.dump.clone() {
+    dump::exit_started();
+    // Objects loaded since the agent thread last looked still belong in the dump.
+    let objects = crate::discover::loaded_objects();
+    let overflow = lifecycle::overflowed();
+    let closed = lifecycle::closed();
+    let deadline = Instant::now() + EXIT_LOCK_DEADLINE;
+    let agent = loop {
+        match state::try_lock() {
+            Some(a) => break Some(a),
+            None if Instant::now() >= deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(1)),
+        }
+    };
+    let Some(mut agent) = agent else {
+        dump::emit(tracing::Level::WARN, "the agent was busy at exit for 2 s; no dump written");
+        return;
+    };
+    agent.reconcile(&objects, &closed, overflow);
+    worker::drain(&mut agent);
+    if let Some(path) = agent.config.dump.clone() {
+        if !agent.saw_drti_note {
+            // A process that saw no decorated code (a shell or `time` carrying the same
+            // LD_PRELOAD) must not overwrite the dump of the program it ran.
+            dump::emit(tracing::Level::DEBUG, &format!("no decorated module seen; DRTI_DUMP={path} left alone"));
+        } else {
             dump::write(&agent, &path);
         }
-        std::mem::forget(agent);
     }
-}
-
-extern "C" fn fork_prepare() {
-    if enabled() && !in_agent() {
-        let _ = FORK_GUARD.try_with(|g| *g.borrow_mut() = state::lock());
-    }
-}
-
-extern "C" fn fork_parent() {
-    let _ = FORK_GUARD.try_with(|g| drop(g.borrow_mut().take()));
+    std::mem::forget(agent);
 }
 
 extern "C" fn fork_child() {
-    let _ = FORK_GUARD.try_with(|g| {
-        if let Some(agent) = g.borrow_mut().as_mut() {
-            for e in &agent.modules {
-                if let Some(m) = &e.live {
-                    // SAFETY: the runtime area of a live module is mapped in the child too.
-                    unsafe { profile::detach(m.runtime) };
-                }
-            }
-            agent.config.jit = false;
-            if let Some(d) = &agent.config.dump {
-                agent.config.dump = Some(format!("{d}.{}", std::process::id()));
-            }
-        }
-        drop(g.borrow_mut().take());
-    });
+    if !enabled() {
+        return;
+    }
+    lifecycle::reset_after_fork();
+    // SAFETY: areas of unloaded objects are forgotten before their memory is reused;
+    // one being unloaded by another thread of the parent at the fork is still mapped here.
+    unsafe { profile::detach_all() };
+    state::after_fork();
+    worker::forget_after_fork();
 }
 
 type CxaAtexitFn = unsafe extern "C" fn(extern "C" fn(*mut libc::c_void), *mut libc::c_void, *mut libc::c_void) -> libc::c_int;
@@ -216,17 +242,8 @@ unsafe fn real_dlclose(handle: *mut libc::c_void) -> libc::c_int {
     unsafe { std::mem::transmute::<usize, DlcloseFn>(f)(handle) }
 }
 
-/// Runs `f` as agent bookkeeping unless this thread is already inside the agent.
-fn bookkeeping(f: impl FnOnce()) {
-    if !enabled() || EXITING.load(Ordering::Acquire) || in_agent() {
-        return;
-    }
-    set_in_agent(true);
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    set_in_agent(false);
-}
-
-/// Interposes dlopen: after a successful load, new decorated modules are attached.
+/// Interposes dlopen: after a successful load the agent thread is told (it attaches new
+/// decorated modules); nothing here waits for the agent.
 ///
 /// # Safety
 /// As for `dlopen(3)`.
@@ -235,14 +252,11 @@ fn bookkeeping(f: impl FnOnce()) {
 pub unsafe extern "C" fn dlopen(file: *const libc::c_char, flags: libc::c_int) -> *mut libc::c_void {
     // SAFETY: forwarded unchanged.
     let handle = unsafe { real_dlopen(file, flags) };
-    if !handle.is_null() {
-        bookkeeping(|| {
-            if let Some(mut agent) = state::lock() {
-                if agent.reconcile() > 0 {
-                    worker::start(&mut agent);
-                }
-            }
-        });
+    if !handle.is_null() && enabled() && !exiting() && !in_agent() {
+        lifecycle::LOADS.fetch_add(1, Ordering::SeqCst);
+        if !lifecycle::wake_agent_or_start() {
+            worker::start_from_application();
+        }
     }
     handle
 }
@@ -253,41 +267,35 @@ struct LinkMapHead {
     l_addr: u64,
 }
 
-/// Interposes dlclose: patches that live in the closing object or inlined its code are
-/// reverted before the loader can unmap it; afterwards vanished modules are retired.
+/// Interposes dlclose: before the loader may unmap the object, the guard slots naming its
+/// code are cleared (frames still inside F+ fall back to the real call) and the agent
+/// thread is kept out of its memory; the agent thread reverts patches and retires the
+/// module afterwards. No agent lock is held around the real dlclose.
 ///
 /// # Safety
 /// As for `dlclose(3)`.
 #[cfg(not(test))]
 #[no_mangle]
 pub unsafe extern "C" fn dlclose(handle: *mut libc::c_void) -> libc::c_int {
-    let mut result = None;
-    bookkeeping(|| {
-        let Some(mut agent) = state::lock() else { return };
-        // Samples taken while the object was loaded are attributed before it goes.
-        worker::drain(&mut agent);
-        let mut lm: *mut LinkMapHead = std::ptr::null_mut();
-        // SAFETY: RTLD_DI_LINKMAP stores the handle's link_map pointer into `lm`.
-        let ok = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut lm as *mut *mut LinkMapHead).cast()) } == 0;
-        if ok && !lm.is_null() {
-            // SAFETY: a link_map returned by the loader for a live handle.
-            let base = unsafe { (*lm).l_addr };
-            // The main program (dlopen(NULL) handles) never unloads.
-            let main_base = crate::discover::loaded_objects().first().map(|o| o.base);
-            let closing: Vec<usize> =
-                agent.modules.iter().enumerate().filter(|(_, e)| Some(base) != main_base && e.live.as_ref().is_some_and(|m| m.base == base)).map(|(i, _)| i).collect();
-            for id in closing {
-                agent.revert_patches_touching(id, "dlclose");
-            }
-        }
-        // SAFETY: forwarded unchanged, with the state locked so the agent thread cannot
-        // patch or compile against the object while it goes away.
-        result = Some(unsafe { real_dlclose(handle) });
-        agent.reconcile();
-    });
-    match result {
-        Some(r) => r,
+    if !enabled() || in_agent() {
         // SAFETY: forwarded unchanged.
-        None => unsafe { real_dlclose(handle) },
+        return unsafe { real_dlclose(handle) };
     }
+    let mut lm: *mut LinkMapHead = std::ptr::null_mut();
+    // SAFETY: RTLD_DI_LINKMAP stores the handle's link_map pointer into `lm`.
+    let ok = unsafe { libc::dlinfo(handle, libc::RTLD_DI_LINKMAP, (&mut lm as *mut *mut LinkMapHead).cast()) } == 0;
+    // SAFETY: a link_map returned by the loader for a live handle.
+    let base = if ok && !lm.is_null() { Some(unsafe { (*lm).l_addr }) } else { None };
+    // The main program (dlopen(NULL) handles, base 0 for non-PIE) never unloads.
+    let closing = base.filter(|&b| b != 0 && Some(b) != crate::discover::main_program_base()).map(|b| {
+        let c = lifecycle::begin_close(b);
+        crate::guard_slots::clear_object(b);
+        c
+    });
+    // SAFETY: forwarded unchanged.
+    let r = unsafe { real_dlclose(handle) };
+    if let Some(c) = closing {
+        c.done();
+    }
+    r
 }

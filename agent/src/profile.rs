@@ -17,7 +17,7 @@
 
 use bitcode_embed::format::{RuntimeAreaHeader, RUNTIME_COUNTERS_OFFSET};
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 /// One observation: site `site` of the module whose runtime area is `area` called `target`.
@@ -111,6 +111,7 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
 /// `area` must point at a runtime area with `n_sites` counters, writable and mapped.
 pub unsafe fn attach(area: *mut RuntimeAreaHeader, n_sites: u32) {
     queue();
+    remember(area);
     // SAFETY: the caller guarantees the area layout; `reserved` is plain memory only the
     // agent writes, before publishing the hook. Each counter starts one weight away from
     // its first sample, so the first sample stands for exactly the calls it weighs.
@@ -122,6 +123,55 @@ pub unsafe fn attach(area: *mut RuntimeAreaHeader, n_sites: u32) {
         }
         (*area).hook.store(hook as *mut libc::c_void, Ordering::Release);
     }
+}
+
+/// Runtime areas attached so far (for [`detach_all`], which must not need the state).
+static ATTACHED: [AtomicUsize; 1024] = [const { AtomicUsize::new(0) }; 1024];
+
+fn remember(area: *mut RuntimeAreaHeader) {
+    let a = area as usize;
+    if ATTACHED.iter().any(|s| s.load(Ordering::Acquire) == a) {
+        return;
+    }
+    for s in &ATTACHED {
+        if s.compare_exchange(0, a, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            return;
+        }
+    }
+}
+
+/// Forgets an area whose object is gone (agent thread).
+pub fn forget(area: *mut RuntimeAreaHeader) {
+    for s in &ATTACHED {
+        let _ = s.compare_exchange(area as usize, 0, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Detaches every attached module that is still mapped, without any lock: for a fork
+/// child, where only the forking thread exists.
+///
+/// # Safety
+/// Every remembered area must still be mapped (areas of unloaded objects are forgotten
+/// by the agent thread before it looks at the module list again; in a fork child, an
+/// object being unloaded at the fork is still mapped).
+pub unsafe fn detach_all() {
+    for s in &ATTACHED {
+        let a = s.load(Ordering::Acquire);
+        if a != 0 {
+            // SAFETY: per the function contract.
+            unsafe { detach(a as *mut RuntimeAreaHeader) };
+        }
+    }
+}
+
+/// Whether the area's hook is set: the module instance is the one the agent attached (a
+/// fresh instance of an object loaded again at the same address has a null hook).
+///
+/// # Safety
+/// `area` must point at a mapped runtime area.
+pub unsafe fn is_attached(area: *mut RuntimeAreaHeader) -> bool {
+    // SAFETY: the caller guarantees `area` is a mapped runtime area.
+    unsafe { !(*area).hook.load(Ordering::Acquire).is_null() }
 }
 
 /// Disconnects a module (fork child, agent shutdown): sites go back to one load and a branch.

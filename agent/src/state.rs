@@ -1,14 +1,15 @@
 //! The agent's state: configuration, known modules, edges, compiles and patches, behind
-//! one lock. The agent thread holds it while it processes a batch; dlopen/dlclose take it
-//! to keep the module list and patches consistent with what is mapped. Application
-//! threads on the profiling path never take it.
+//! one lock. The agent thread holds it for short bookkeeping steps only — never across a
+//! compile, a wait or a loader call — and the exit handler takes it once to write the
+//! dump. Application threads never take it (they post through `lifecycle`).
 
 use crate::config::Config;
-use crate::discover::{loaded_objects, modules_of, Module};
+use crate::discover::{modules_of, Module};
 use crate::edges::{Callee, EdgeTable};
 use crate::profile;
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 /// One module seen during the run; `live` is None once unloaded (kept for the dump).
 pub struct ModuleEntry {
@@ -104,7 +105,7 @@ pub struct Agent {
     /// Patches so far.
     pub patches: Vec<PatchEntry>,
     /// The JIT, once loaded; `Err` when it could not be (then nothing is compiled).
-    pub jit: Option<Result<crate::jit_bridge::Jit, String>>,
+    pub jit: Option<Result<std::sync::Arc<crate::jit_bridge::Jit>, String>>,
     /// The patcher, once created.
     pub patcher: Option<Result<crate::patch::Patcher, String>>,
     /// Whether the agent thread runs.
@@ -113,13 +114,22 @@ pub struct Agent {
     pub want_tools: bool,
     /// How long loading the JIT took (once per process).
     pub jit_load_ms: Option<f64>,
+    /// Every F+ installed or retired, until released.
+    pub code: crate::code_owner::CodeOwner,
+    /// Set in a fork child that could not inherit its parent's state.
+    pub fork_child_note: Option<String>,
+    /// A drti note was seen (even one that failed validation): this process's dump is
+    /// worth writing.
+    pub saw_drti_note: bool,
+    /// Warnings about bad modules already given (each is given once).
+    pub warned: std::collections::HashSet<String>,
 }
 
-static STATE: OnceLock<Mutex<Agent>> = OnceLock::new();
+/// The state, leaked once created; a fork child may swap in a fresh one (see `after_fork`).
+static STATE: AtomicPtr<Mutex<Agent>> = AtomicPtr::new(std::ptr::null_mut());
 
-/// Creates the state (once, from the constructor).
-pub fn init(config: Config) {
-    let _ = STATE.set(Mutex::new(Agent {
+fn fresh(config: Config) -> Agent {
+    Agent {
         config,
         modules: Vec::new(),
         by_area: HashMap::new(),
@@ -134,20 +144,112 @@ pub fn init(config: Config) {
         thread_started: false,
         want_tools: false,
         jit_load_ms: None,
-    }));
+        code: crate::code_owner::CodeOwner::default(),
+        fork_child_note: None,
+        saw_drti_note: false,
+        warned: Default::default(),
+    }
+}
+
+/// The configuration read at start (for a fork child that starts afresh).
+static INITIAL_CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+
+/// Creates the state (once, from the constructor).
+pub fn init(config: Config) {
+    let _ = INITIAL_CONFIG.set(config.clone());
+    let m = Box::into_raw(Box::new(Mutex::new(fresh(config))));
+    if STATE.compare_exchange(std::ptr::null_mut(), m, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        // SAFETY: `m` was never published.
+        drop(unsafe { Box::from_raw(m) });
+    }
+}
+
+fn cell() -> Option<&'static Mutex<Agent>> {
+    // SAFETY: the pointer is null or a leaked, never freed Mutex.
+    unsafe { STATE.load(Ordering::Acquire).as_ref() }
 }
 
 /// Locks the state; `None` before init. A poisoned lock (a panic on the agent thread) is
 /// still usable: every update leaves the state consistent between statements.
 pub fn lock() -> Option<MutexGuard<'static, Agent>> {
-    STATE.get().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    cell().map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+/// The state if it is free right now.
+pub fn try_lock() -> Option<MutexGuard<'static, Agent>> {
+    match cell()?.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    }
+}
+
+/// In a fork child (only the forking thread exists): adapts the inherited state — JIT off,
+/// dump to `<path>.<pid>` — or, if the parent's agent thread held the lock at the fork,
+/// replaces it with a fresh state (the old lock would never be released).
+pub fn after_fork() {
+    let Some(old) = cell() else { return };
+    let child = |c: &mut Config| {
+        c.jit = false;
+        if let Some(d) = &c.dump {
+            c.dump = Some(format!("{d}.{}", std::process::id()));
+        }
+    };
+    match old.try_lock() {
+        Ok(mut a) => {
+            child(&mut a.config);
+            a.thread_started = false;
+        }
+        Err(TryLockError::Poisoned(p)) => {
+            let mut a = p.into_inner();
+            child(&mut a.config);
+            a.thread_started = false;
+        }
+        Err(TryLockError::WouldBlock) => {
+            // The inherited state may be mid-update: do not read it.
+            let mut config = INITIAL_CONFIG.get().cloned().unwrap_or_default();
+            child(&mut config);
+            let mut a = fresh(config);
+            a.fork_child_note = Some("forked while the agent thread was busy: the parent's history is in its own dump".into());
+            STATE.store(Box::into_raw(Box::new(Mutex::new(a))), Ordering::Release);
+        }
+    }
 }
 
 impl Agent {
-    /// Brings the module list in line with what is loaded: new decorated modules are
-    /// validated and attached, vanished ones retired. Returns how many are live.
-    pub fn reconcile(&mut self) -> usize {
-        let objects = loaded_objects();
+    /// Brings the module list in line with `objects` (a loader snapshot taken without the
+    /// state lock): new decorated modules are validated and attached, vanished ones
+    /// retired. Objects being closed are left alone until their dlclose has finished.
+    /// Returns how many modules are live.
+    pub fn reconcile(&mut self, objects: &[crate::discover::LoadedObject], closed: &[(usize, u64)], overflow: Option<u64>) -> usize {
+        // An object dlclosed since the last look may be gone, still loaded (another
+        // handle holds it) or replaced by another object at the same address. Its
+        // modules are retired in every case; a still-loaded instance (its hook is ours)
+        // first gets its entries back, and is attached afresh below.
+        crate::lifecycle::forget_closed(closed);
+        if let Some(token) = overflow {
+            crate::lifecycle::overflow_reconciled(token);
+        }
+        for id in 0..self.modules.len() {
+            let Some(m) = self.modules[id].live.as_ref() else { continue };
+            if overflow.is_none() && !closed.iter().any(|&(_, b)| b == m.base) {
+                continue;
+            }
+            let (base, area) = (m.base, m.runtime);
+            let present = objects.iter().any(|o| o.base == base && o.path == m.path);
+            if present {
+                // SAFETY: the object is mapped (present in a snapshot taken after its
+                // dlclose returned, and no new dlclose runs during this section).
+                let ours = crate::lifecycle::touching(&[base], || unsafe { profile::is_attached(area) });
+                match ours {
+                    None => continue, // closing again: handled once that dlclose is done
+                    Some(true) => self.revert_patches_owned_by(id),
+                    Some(false) => {}
+                }
+            }
+            self.retire(id, "its object was dlclosed");
+        }
+        let mut attached_any = false;
         let present: Vec<(u64, &str)> = objects.iter().map(|o| (o.base, o.path.as_str())).collect();
         for id in 0..self.modules.len() {
             let gone = match &self.modules[id].live {
@@ -158,26 +260,41 @@ impl Agent {
                 self.retire(id, "its object was unloaded");
             }
         }
-        for obj in &objects {
-            if obj.notes.is_empty() {
+        for obj in objects {
+            if obj.notes.is_empty() || crate::lifecycle::is_closing(obj.base) {
                 continue;
             }
             let known: Vec<u64> = self.modules.iter().filter_map(|e| e.live.as_ref()).filter(|m| m.base == obj.base).map(|m| m.note_addr).collect();
-            let (found, warnings) = modules_of(obj);
+            // Reading the object's notes and metadata, and attaching its sites, happen
+            // while a dlclose of it is held off.
+            let attached = crate::lifecycle::touching(&[obj.base], || {
+                let (found, warnings) = modules_of(obj);
+                let mut fresh = Vec::new();
+                for m in found {
+                    if known.contains(&m.note_addr) {
+                        continue;
+                    }
+                    // SAFETY: the runtime area was validated to lie in the module's
+                    // writable segment with n_sites counters after the header, and the
+                    // object cannot be unmapped during this section.
+                    unsafe { profile::attach(m.runtime, m.blob.header().n_sites) };
+                    fresh.push(m);
+                }
+                (fresh, warnings)
+            });
+            let Some((found, warnings)) = attached else { continue };
+            self.saw_drti_note = true;
+            attached_any |= !found.is_empty();
             for w in warnings {
-                tracing::warn!("{w}");
+                if self.warned.insert(w.clone()) {
+                    tracing::warn!("{w}");
+                }
             }
             for m in found {
-                if known.contains(&m.note_addr) {
-                    continue;
-                }
                 let h = *m.blob.header();
                 tracing::info!(path = %m.path, source = m.blob.source_name(), functions = h.n_functions, sites = h.n_sites, "decorated module found");
                 let id = self.modules.len();
                 self.by_area.insert(m.runtime as usize, id);
-                // SAFETY: the runtime area was validated to lie in the module's writable
-                // segment with n_sites counters after the header.
-                unsafe { profile::attach(m.runtime, h.n_sites) };
                 self.modules.push(ModuleEntry {
                     path: m.path.clone(),
                     source: m.blob.source_name().to_owned(),
@@ -191,17 +308,38 @@ impl Agent {
                 });
             }
         }
+        if attached_any {
+            // Calls into a module that arrived after they were first seen were resolved
+            // as outside code: they may be decorated now.
+            let outside: Vec<(crate::edges::EdgeKey, u64)> =
+                self.edges.map.iter().filter(|e| matches!(e.callee, Callee::Outside { .. })).map(|e| (*e.key(), e.key().2)).collect();
+            for (key, target) in outside {
+                let callee = self.resolve(target);
+                if matches!(callee, Callee::Decorated { .. }) {
+                    if let Some(mut e) = self.edges.map.get_mut(&key) {
+                        e.callee = callee;
+                        if e.state == crate::edges::EdgeState::Rejected {
+                            e.state = crate::edges::EdgeState::Cold;
+                            e.reason = None;
+                        }
+                    }
+                }
+            }
+        }
         self.modules.iter().filter(|e| e.live.is_some()).count()
     }
 
-    /// Forgets module `id`: reverts every patch that lives in it or inlined its code,
-    /// and drops its memory references. Must run before its memory can be reused.
+    /// Forgets module `id`, whose object is gone (or was reset by the caller): reverts
+    /// every patch that inlined its code and drops its patches and edges.
     pub fn retire(&mut self, id: usize, why: &str) {
-        self.revert_patches_touching(id, why);
+        // Taken out first: the object's memory is not written again (its own patches
+        // went with it, or were reverted by the caller while it was still mapped).
         if let Some(m) = self.modules[id].live.take() {
             self.by_area.remove(&(m.runtime as usize));
+            profile::forget(m.runtime);
             tracing::info!(path = %m.path, "module retired: {why}");
         }
+        self.revert_patches_touching(id, why);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.
         let gone: Vec<crate::edges::EdgeKey> = self
@@ -223,23 +361,56 @@ impl Agent {
     }
 
     /// Reverts active patches of functions in module `id` or with code inlined from it.
+    /// A patch whose F lives in `id` is only marked inactive when `id` is no longer live
+    /// (its entry went away with the object); see `unpatch`.
     pub fn revert_patches_touching(&mut self, id: usize, why: &str) {
-        let Some(Ok(patcher)) = &self.patcher else { return };
-        for p in self.patches.iter_mut().filter(|p| p.active && (p.owner.0 == id || p.depends_on.contains(&id))) {
-            match patcher.revert(&p.record) {
-                Ok(()) => {
-                    p.active = false;
-                    tracing::info!(function = %p.function, "patch reverted: {why}");
+        let touching: Vec<usize> = (0..self.patches.len()).filter(|&i| self.patches[i].active && (self.patches[i].owner.0 == id || self.patches[i].depends_on.contains(&id))).collect();
+        for i in touching {
+            self.unpatch(i, why);
+        }
+    }
+
+    /// Puts F's entry back for every active patch of a function of module `id` (which is
+    /// still mapped and attached).
+    fn revert_patches_owned_by(&mut self, id: usize) {
+        let owned: Vec<usize> = (0..self.patches.len()).filter(|&i| self.patches[i].active && self.patches[i].owner.0 == id).collect();
+        for i in owned {
+            self.unpatch(i, "dlclose");
+        }
+    }
+
+    /// Takes patch `i` out: F's entry goes back to F — written only while F's object is
+    /// mapped and not closing — and F+ is retired (freed once no thread is inside). When
+    /// F's object is gone, its entry went with it. Returns whether the patch is out; if
+    /// F's object is closing right now the patch stays active and is handled once that
+    /// dlclose has finished.
+    pub fn unpatch(&mut self, i: usize, why: &str) -> bool {
+        let p = &self.patches[i];
+        if !p.active {
+            return true;
+        }
+        let owner = self.modules.get(p.owner.0).and_then(|e| e.live.as_ref()).map(|m| m.base);
+        if let (Some(base), Some(Ok(patcher))) = (owner, &self.patcher) {
+            match crate::lifecycle::touching(&[base], || patcher.revert(&p.record)) {
+                None => return false,
+                Some(Err(e)) => {
+                    tracing::warn!(function = %p.function, "could not revert patch: {e}");
+                    return false;
                 }
-                Err(e) => tracing::warn!(function = %p.function, "could not revert patch: {e}"),
-            }
-            // F may be compiled again for whatever it calls next (another plugin loaded
-            // at the same address gets edges and a compile of its own).
-            if let Some(st) = self.functions.get_mut(&p.owner) {
-                st.0 = FnStatus::Profiling;
-                st.2 = None;
+                Some(Ok(())) => {}
             }
         }
+        let p = &mut self.patches[i];
+        p.active = false;
+        tracing::info!(function = %p.function, "patch reverted: {why}");
+        self.code.retire(p.record.target);
+        // F may be compiled again for whatever it calls next (another plugin loaded at
+        // the same address gets edges and a compile of its own).
+        if let Some(st) = self.functions.get_mut(&p.owner) {
+            st.0 = FnStatus::Profiling;
+            st.2 = None;
+        }
+        true
     }
 
     /// The live module with id `id`.
@@ -271,12 +442,10 @@ impl Agent {
 /// If `addr` is a PLT stub (`jmp *GOT(%rip)`, optionally after endbr64 / with a bnd
 /// prefix), the address its GOT slot holds.
 fn plt_target(addr: u64) -> Option<u64> {
-    // Only read code that belongs to a loaded object (dladdr knows it).
+    // Only read code that belongs to a loaded object (dladdr knows it), and read it so
+    // that an object unloaded meanwhile makes the read fail instead of faulting.
     dladdr_object(addr)?;
-    // SAFETY: `addr` lies in a loaded object's mapping (checked above) and executable
-    // code is readable; 16 bytes stay within the PLT section's page in practice, and the
-    // decode below only looks at the prefix it needs.
-    let code = unsafe { std::slice::from_raw_parts(addr as *const u8, 11) };
+    let code: [u8; 11] = read_own(addr)?;
     let mut i = 0;
     if code[..4] == [0xf3, 0x0f, 0x1e, 0xfa] {
         i = 4;
@@ -290,8 +459,18 @@ fn plt_target(addr: u64) -> Option<u64> {
     let disp = i32::from_le_bytes(code[i + 2..i + 6].try_into().ok()?) as i64;
     let slot = (addr as i64 + (i + 6) as i64 + disp) as u64;
     dladdr_object(slot)?;
-    // SAFETY: the GOT slot lies in a loaded object (checked) and is 8-byte aligned data.
-    Some(unsafe { std::ptr::read_volatile(slot as *const u64) })
+    read_own::<8>(slot).map(u64::from_le_bytes)
+}
+
+/// `N` bytes of this process's memory at `addr`, or `None` if they are not mapped.
+fn read_own<const N: usize>(addr: u64) -> Option<[u8; N]> {
+    let mut buf = [0u8; N];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: N };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: N };
+    // SAFETY: copies from our own address space into `buf` (valid for N bytes); unmapped
+    // source memory makes the call fail, never fault.
+    let n = unsafe { libc::process_vm_readv(libc::getpid(), &local, 1, &remote, 1, 0) };
+    (n == N as isize).then_some(buf)
 }
 
 fn dladdr_object(addr: u64) -> Option<libc::Dl_info> {

@@ -1,10 +1,18 @@
 //! The agent thread: drains samples into the edge table, marks edges hot, compiles the
-//! functions that hold hot sites (through the JIT) and patches them, and watches guard
-//! misses.
+//! functions that hold hot sites (through the JIT) and patches them, watches guard
+//! misses, and frees JIT code no thread can be inside any more.
+//!
+//! Locking: the state lock is taken for short steps only. A compile is prepared under it
+//! (the request owns copies of everything it needs), runs without it, and its result is
+//! applied under it again after checking that the world did not change meanwhile (the
+//! modules involved are still there and no guard slot was cleared). Loading the JIT and
+//! reading the loader's object list happen without it too. So dlopen, dlclose, fork and
+//! exit never wait for a compile.
 //!
 //! Plan: a site is compiled once one of its edges is hot; its targets are the decorated
 //! ones past the threshold or with at least 5% of the site's calls, hottest first, up to
-//! DRTI_MAX_TARGETS.
+//! DRTI_MAX_TARGETS. A target outside the main program is guarded through a guard slot
+//! (`guard_slots`) that dlclose clears, so address reuse cannot fool the guard.
 //!
 //! Deopt rule: F+ counts the calls at its guarded sites that match no guard. When one
 //! compile's misses since its last check exceed max(threshold, 1000) within one check
@@ -13,27 +21,52 @@
 //! it is recompiled once new edges get hot. After 3 deopts F stays unoptimised.
 
 use crate::edges::{Callee, Edge, EdgeState};
+use crate::guard_slots::{self, GuardSlot};
+use crate::lifecycle;
 use crate::profile::{self, Sample};
 use crate::state::{self, Agent, CompileRecord, FnStatus, PatchEntry};
 use bitcode_embed::jit_abi::*;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Deopts after which a function is left alone.
 const MAX_DEOPTS: u32 = 3;
 /// A target below the threshold is still guarded if it has 1/MIN_SHARE of its site's calls.
 const MIN_SHARE: u64 = 20;
-/// Interval between guard-miss checks.
+/// Interval between guard-miss checks (and attempts to free retired code).
 const MISS_CHECK: Duration = Duration::from_millis(100);
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// `DRTI_TEST_JIT_DELAY_MS` (tests only): every compile takes at least this long, to show
+/// that nothing in the application waits for compiles.
+fn test_compile_delay() -> Option<Duration> {
+    static DELAY: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *DELAY.get_or_init(|| std::env::var("DRTI_TEST_JIT_DELAY_MS").ok().and_then(|v| v.parse().ok()).map(Duration::from_millis))
+}
 
 /// Starts the agent thread once.
 pub fn start(agent: &mut Agent) {
-    if agent.thread_started {
+    agent.thread_started = true;
+    spawn();
+}
+
+/// From the dlopen interposer: starts the agent thread if a decorated module appeared.
+pub fn start_from_application() {
+    if !STARTED.load(Ordering::Acquire) && crate::discover::any_drti_note() {
+        spawn();
+    }
+}
+
+fn spawn() {
+    if STARTED.swap(true, Ordering::AcqRel) {
         return;
     }
-    agent.thread_started = true;
+    lifecycle::AGENT_STARTED.store(true, Ordering::SeqCst);
     let spawned = std::thread::Builder::new().name("drti-agent".into()).spawn(|| {
         crate::preload::mark_agent_thread();
+        let _ = lifecycle::AGENT_THREAD.set(std::thread::current());
         run();
     });
     if let Err(e) = spawned {
@@ -41,9 +74,12 @@ pub fn start(agent: &mut Agent) {
     }
 }
 
+/// In a fork child: the agent thread did not survive.
+pub fn forget_after_fork() {
+    STARTED.store(false, Ordering::Release);
+}
+
 fn run() {
-    // Registering for membarrier waits for an RCU grace period (~15 ms): do it now, off the
-    // hot-to-patch path and without holding the state lock.
     let jit = state::lock().map(|a| a.config.jit).unwrap_or(false);
     if jit {
         let t = Instant::now();
@@ -56,9 +92,30 @@ fn run() {
             agent.patcher.get_or_insert(patcher);
         }
     }
+    let mut seen = (u64::MAX, u64::MAX);
     let mut last_check = Instant::now();
+    let mut last_release = Instant::now();
     loop {
+        if crate::preload::exiting() {
+            // The exit handler owns the state from now on.
+            loop {
+                std::thread::park();
+            }
+        }
         let mut idle = true;
+        let now = (lifecycle::LOADS.load(Ordering::SeqCst), lifecycle::UNLOADS.load(Ordering::SeqCst));
+        if now != seen {
+            seen = now;
+            let overflow = lifecycle::overflowed();
+            let closed = lifecycle::closed();
+            let objects = crate::discover::loaded_objects();
+            if let Some(mut agent) = state::lock() {
+                agent.reconcile(&objects, &closed, overflow);
+            }
+            idle = false;
+        }
+        let mut want_jit = false;
+        let mut job = None;
         if let Some(mut agent) = state::lock() {
             // Samples are popped only under the lock, so none is lost when the exit
             // handler takes the lock for good.
@@ -68,11 +125,12 @@ fn run() {
                 idle = false;
             }
             if agent.config.jit {
-                if agent.want_tools && agent.jit.is_none() {
-                    let _ = ensure_tools(&mut agent);
-                }
-                while let Some(f) = (!agent.pending.is_empty()).then(|| agent.pending.remove(0)) {
-                    compile(&mut agent, f);
+                want_jit = agent.want_tools && agent.jit.is_none();
+                if !want_jit {
+                    while job.is_none() && !agent.pending.is_empty() {
+                        let f = agent.pending.remove(0);
+                        job = prepare(&mut agent, f);
+                    }
                 }
                 if last_check.elapsed() >= MISS_CHECK {
                     check_misses(&mut agent);
@@ -80,8 +138,65 @@ fn run() {
                 }
             }
         }
+        if want_jit {
+            load_jit();
+            idle = false;
+        }
+        if let Some(job) = job {
+            let res = job.run();
+            if let Some(mut agent) = state::lock() {
+                apply(&mut agent, job, res);
+            }
+            idle = false;
+        }
+        if last_release.elapsed() >= MISS_CHECK {
+            release_code();
+            last_release = Instant::now();
+        }
         if idle {
-            std::thread::sleep(Duration::from_millis(1));
+            std::thread::park_timeout(Duration::from_millis(if STARTED.load(Ordering::Relaxed) { 1 } else { 100 }));
+        }
+    }
+}
+
+/// Frees retired JIT code no thread can be inside (the scan runs without the lock).
+fn release_code() {
+    let (mut owner, jit) = match state::lock() {
+        Some(mut a) if a.code.retired() > 0 => (std::mem::take(&mut a.code), a.jit.as_ref().and_then(|j| j.as_ref().ok()).cloned()),
+        _ => return,
+    };
+    let n = owner.release_quiescent(&mut |h| {
+        if let Some(j) = &jit {
+            j.release(h);
+        }
+    });
+    if let Some(mut a) = state::lock() {
+        let fresh = std::mem::replace(&mut a.code, owner);
+        a.code.absorb(fresh);
+        if n > 0 {
+            tracing::debug!(released = n, waiting = a.code.retired(), "JIT code freed");
+        }
+    }
+}
+
+/// Loads the JIT and the patcher, without the state lock (a loader call of tens of ms).
+fn load_jit() {
+    let perf_map = state::lock().map(|a| a.config.perf_map).unwrap_or(false);
+    let t = Instant::now();
+    let jit = crate::jit_bridge::Jit::load(perf_map).map(Arc::new);
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if let Some(mut agent) = state::lock() {
+        match &jit {
+            Ok(_) => tracing::info!(ms, "JIT loaded"),
+            Err(e) => tracing::warn!("JIT unavailable: {e}; the program runs unoptimised"),
+        }
+        agent.jit_load_ms = Some(ms);
+        agent.jit = Some(jit);
+        if agent.patcher.is_none() {
+            agent.patcher = Some(crate::patch::Patcher::new().map_err(|e| e.to_string()));
+            if let Some(Err(e)) = &agent.patcher {
+                tracing::warn!("live patching unavailable: {e}");
+            }
         }
     }
 }
@@ -141,40 +256,110 @@ fn record(agent: &mut Agent, s: &Sample) {
     }
 }
 
-/// Loads the JIT and the patcher on first use.
-fn ensure_tools(agent: &mut Agent) -> Result<(), String> {
-    if agent.patcher.is_none() {
-        agent.patcher = Some(crate::patch::Patcher::new().map_err(|e| e.to_string()));
-        if let Some(Err(e)) = &agent.patcher {
-            tracing::warn!("live patching unavailable: {e}");
-        }
-    }
-    if agent.jit.is_none() {
-        let t = Instant::now();
-        agent.jit = Some(crate::jit_bridge::Jit::load(agent.config.perf_map));
-        agent.jit_load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
-        match &agent.jit {
-            Some(Ok(_)) => tracing::info!(ms = agent.jit_load_ms, "JIT loaded"),
-            Some(Err(e)) => tracing::warn!("JIT unavailable: {e}; the program runs unoptimised"),
-            None => {}
-        }
-    }
-    match (&agent.patcher, &agent.jit) {
-        (Some(Ok(_)), Some(Ok(_))) => Ok(()),
-        (Some(Err(e)), _) | (_, Some(Err(e))) => Err(e.clone()),
-        _ => Err("not initialised".into()),
-    }
-}
-
 /// What one compile inlines at one site.
 struct SitePlan {
     ordinal: u32,
+    /// (target address, module id, function index).
     targets: Vec<(u64, usize, u32)>,
     edges: Vec<(crate::edges::EdgeKey, bool)>,
 }
 
-/// Compiles function `f` with its hot targets inlined and patches it in.
-fn compile(agent: &mut Agent, f: (usize, u32)) {
+/// A compile prepared under the lock, run without it: it owns everything the request
+/// points to.
+struct Job {
+    f: (usize, u32),
+    name: String,
+    plans: Vec<SitePlan>,
+    modules: Vec<usize>,
+    /// Load address of each module in `modules`.
+    bases: Vec<u64>,
+    bitcodes: Vec<Arc<Vec<u8>>>,
+    symbol_names: Vec<Vec<String>>,
+    symbol_addrs: Vec<Vec<u64>>,
+    target_names: Vec<Vec<String>>,
+    /// Per site, per target: the guard slot (None: the main program's, never unloaded).
+    slots: Vec<Vec<Option<GuardSlot>>>,
+    /// Miss counters (leaked: F+ may run until its code is released; 8 bytes each).
+    misses: Vec<&'static AtomicU64>,
+    inject_failure: bool,
+    jit: Arc<crate::jit_bridge::Jit>,
+}
+
+impl Job {
+    /// Runs the compile (no lock held).
+    fn run(&self) -> (JitResult, f64) {
+        let symbols: Vec<Vec<JitSymbol>> = self
+            .symbol_names
+            .iter()
+            .zip(&self.symbol_addrs)
+            .map(|(names, addrs)| names.iter().zip(addrs).map(|(n, &a)| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: a }).collect())
+            .collect();
+        let jit_modules: Vec<JitModule> = self
+            .bitcodes
+            .iter()
+            .zip(&symbols)
+            .map(|(b, s)| JitModule { bitcode: b.as_ptr(), bitcode_len: b.len(), symbols: s.as_ptr(), n_symbols: s.len() })
+            .collect();
+        let targets: Vec<Vec<JitTarget>> = self
+            .plans
+            .iter()
+            .zip(&self.target_names)
+            .zip(&self.slots)
+            .map(|((p, names), slots)| {
+                p.targets
+                    .iter()
+                    .zip(names)
+                    .zip(slots)
+                    .map(|((&(addr, mid, _), n), slot)| JitTarget {
+                        address: addr,
+                        module: self.modules.iter().position(|&x| x == mid).unwrap_or(0) as u32,
+                        name: n.as_ptr(),
+                        name_len: n.len(),
+                        slot: slot.map_or(std::ptr::null(), |s| s.address() as *const u64),
+                    })
+                    .collect()
+            })
+            .collect();
+        let sites: Vec<JitSite> = self
+            .plans
+            .iter()
+            .zip(&targets)
+            .zip(&self.misses)
+            .map(|((p, t), m)| JitSite { ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr() })
+            .collect();
+        let req = JitRequest {
+            abi_version: JIT_ABI_VERSION,
+            opt_level: 2,
+            modules: jit_modules.as_ptr(),
+            n_modules: jit_modules.len(),
+            function_module: 0,
+            function_name: self.name.as_ptr(),
+            function_name_len: self.name.len(),
+            sites: sites.as_ptr(),
+            n_sites: sites.len(),
+            inject_failure: self.inject_failure as u32,
+        };
+        let started = Instant::now();
+        if let Some(ms) = test_compile_delay() {
+            std::thread::sleep(ms);
+        }
+        let res = self.jit.compile(&req);
+        (res, started.elapsed().as_secs_f64() * 1e3)
+    }
+
+    /// Gives back what the job holds when its code is not installed.
+    fn discard(&self, res: &JitResult) {
+        if res.ok != 0 {
+            self.jit.release(res.handle);
+        }
+        for s in self.slots.iter().flatten().flatten() {
+            guard_slots::release(*s);
+        }
+    }
+}
+
+/// Plans the compile of `f` (under the lock): `None` when there is nothing to compile.
+fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
     let (id, fi) = f;
     let name = agent.function_name(id, fi);
     if name == "main" {
@@ -188,14 +373,29 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
             }
         }
         give_up(agent, f, &name, &why, true);
-        return;
+        return None;
     }
-    if let Err(e) = ensure_tools(agent) {
-        give_up(agent, f, &name, &format!("JIT unavailable: {e}"), false);
-        return;
+    let jit = match &agent.jit {
+        Some(Ok(j)) => j.clone(),
+        Some(Err(e)) => {
+            let e = e.clone();
+            give_up(agent, f, &name, &format!("JIT unavailable: {e}"), false);
+            return None;
+        }
+        None => {
+            // Not loaded yet: try again once it is.
+            agent.pending.insert(0, f);
+            agent.want_tools = true;
+            return None;
+        }
+    };
+    if let Some(Err(e)) = &agent.patcher {
+        let e = e.clone();
+        give_up(agent, f, &name, &format!("live patching unavailable: {e}"), false);
+        return None;
     }
-    let Some(m) = agent.module(id) else { return };
-    let Some(rec) = m.blob.function(fi) else { return };
+    let m = agent.module(id)?;
+    let rec = m.blob.function(fi)?;
     let max_targets = agent.config.max_targets;
     let threshold = agent.config.hot_threshold;
 
@@ -240,78 +440,105 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     if plans.is_empty() {
         tracing::debug!(function = %name, "nothing to inline (no hot decorated target)");
         agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
-        return;
+        return None;
     }
 
-    // Bitcode and address tables of every module involved.
+    // Bitcode and address tables of every module involved (copies: the compile runs
+    // without the lock, while modules may come and go).
     let mut bitcodes = Vec::new();
     for &mid in &modules {
         match bitcode_of(agent, mid) {
             Ok(b) => bitcodes.push(b),
             Err(e) => {
-                give_up(agent, f, &name, &format!("bitcode of module {}: {e}", agent.modules[mid].path), false);
-                return;
+                let path = agent.modules[mid].path.clone();
+                give_up(agent, f, &name, &format!("bitcode of module {path}: {e}"), false);
+                return None;
             }
         }
     }
-    let symbols: Vec<Vec<JitSymbol>> = modules
-        .iter()
-        .map(|&mid| {
-            let m = agent.module(mid).expect("planned modules are live");
-            (0..m.blob.header().n_globals)
-                .map(|g| {
-                    let n = m.blob.global_name(g);
-                    JitSymbol { name: n.as_ptr(), name_len: n.len(), address: m.global_address(g) }
-                })
-                .collect()
-        })
-        .collect();
-    let jit_modules: Vec<JitModule> = bitcodes
-        .iter()
-        .zip(&symbols)
-        .map(|(b, s)| JitModule { bitcode: b.as_ptr(), bitcode_len: b.len(), symbols: s.as_ptr(), n_symbols: s.len() })
-        .collect();
-    let target_names: Vec<Vec<String>> =
-        plans.iter().map(|p| p.targets.iter().map(|&(_, mid, tf)| agent.function_name(mid, tf)).collect()).collect();
-    let targets: Vec<Vec<JitTarget>> = plans
-        .iter()
-        .zip(&target_names)
-        .map(|(p, names)| {
-            p.targets
-                .iter()
-                .zip(names)
-                .map(|(&(addr, mid, _), n)| JitTarget { address: addr, module: modules.iter().position(|&x| x == mid).unwrap() as u32, name: n.as_ptr(), name_len: n.len() })
-                .collect()
-        })
-        .collect();
-    // Miss counters outlive any F+ (leaked on purpose: retired code may still run).
+    let mut symbol_names = Vec::new();
+    let mut symbol_addrs = Vec::new();
+    let mut bases = Vec::new();
+    for &mid in &modules {
+        let m = agent.module(mid)?;
+        let n = m.blob.header().n_globals;
+        symbol_names.push((0..n).map(|g| m.blob.global_name(g).to_owned()).collect::<Vec<_>>());
+        symbol_addrs.push((0..n).map(|g| m.global_address(g)).collect::<Vec<_>>());
+        bases.push(m.base);
+    }
+    let target_names: Vec<Vec<String>> = plans.iter().map(|p| p.targets.iter().map(|&(_, mid, tf)| agent.function_name(mid, tf)).collect()).collect();
+    // Guard slots for targets that can be unloaded; published before the closing check,
+    // so a dlclose either sees the slot or is seen here (see `lifecycle`).
+    let main_base = crate::discover::main_program_base();
+    let mut slots: Vec<Vec<Option<GuardSlot>>> = Vec::new();
+    let mut out_of_slots = false;
+    for p in &plans {
+        let mut v = Vec::new();
+        for &(addr, mid, _) in &p.targets {
+            let base = bases[modules.iter().position(|&x| x == mid).unwrap_or(0)];
+            if Some(base) == main_base {
+                v.push(None);
+            } else {
+                let s = guard_slots::allocate(addr, base);
+                out_of_slots |= s.is_none();
+                v.push(s);
+            }
+        }
+        slots.push(v);
+    }
+    let closing = bases.iter().any(|&b| lifecycle::is_closing(b));
+    if out_of_slots || closing {
+        for s in slots.iter().flatten().flatten() {
+            guard_slots::release(*s);
+        }
+        if out_of_slots {
+            give_up(agent, f, &name, "no free guard slot", false);
+        } else {
+            // A module involved is going away: plan again once it is reconciled.
+            agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
+        }
+        return None;
+    }
     let misses: Vec<&'static AtomicU64> = plans.iter().map(|_| &*Box::leak(Box::new(AtomicU64::new(0)))).collect();
-    let sites: Vec<JitSite> = plans
-        .iter()
-        .zip(&targets)
-        .zip(&misses)
-        .map(|((p, t), m)| JitSite { ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr() })
-        .collect();
-    let req = JitRequest {
-        abi_version: JIT_ABI_VERSION,
-        opt_level: 2,
-        modules: jit_modules.as_ptr(),
-        n_modules: jit_modules.len(),
-        function_module: 0,
-        function_name: name.as_ptr(),
-        function_name_len: name.len(),
-        sites: sites.as_ptr(),
-        n_sites: sites.len(),
-        inject_failure: agent.config.test_jit_fail.contains(&name) as u32,
-    };
     tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
-    let started = Instant::now();
-    let res = match &agent.jit {
-        Some(Ok(jit)) => jit.compile(&req),
-        _ => return,
-    };
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    let inlined: Vec<String> = target_names.iter().flatten().cloned().collect();
+    Some(Job {
+        f,
+        inject_failure: agent.config.test_jit_fail.contains(&name),
+        name,
+        plans,
+        modules,
+        bases,
+        bitcodes,
+        symbol_names,
+        symbol_addrs,
+        target_names,
+        slots,
+        misses,
+        jit,
+    })
+}
+
+/// Applies a compile's result (under the lock): records it and patches F's entry, unless
+/// the program is exiting, a module involved went away, or a guard slot was cleared.
+fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
+    let f = job.f;
+    let name = job.name.clone();
+    let stale = crate::preload::exiting()
+        || job.modules.iter().zip(&job.bases).any(|(&mid, &b)| agent.module(mid).is_none_or(|m| m.base != b) || lifecycle::is_closing(b))
+        || job.slots.iter().flatten().flatten().any(|s| s.is_cleared());
+    if stale {
+        job.discard(&res);
+        tracing::debug!(function = %name, "compile result dropped: a module involved went away");
+        if let Some(st) = agent.functions.get_mut(&f) {
+            st.0 = FnStatus::Profiling;
+        }
+        return;
+    }
+    let plans = &job.plans;
+    let inlined: Vec<String> = job.target_names.iter().flatten().cloned().collect();
+    if res.ok == 0 {
+        job.discard(&res);
+    }
     if res.ok == 0 && res.rejected_target >= 0 {
         // One target cannot be inlined: reject its edge and compile again without it.
         let err = res.error_text();
@@ -328,7 +555,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
     if res.ok == 0 {
         let err = res.error_text();
         agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
-        for p in &plans {
+        for p in plans {
             for &(k, _) in &p.edges {
                 agent.edges.set_state(k, EdgeState::Rejected, Some(err.clone()));
             }
@@ -337,33 +564,49 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
         return;
     }
 
-    // Patch F's entry to F+ (or re-point an existing patch).
+    // Point F's entry at F+ (or re-point an existing patch), while F's object is held.
+    let (id, fi) = f;
     let entry = agent.module(id).map(|m| m.function_address(fi)).unwrap_or(0);
-    let Some(Ok(patcher)) = agent.patcher else { return };
+    let Some(Ok(patcher)) = agent.patcher else {
+        job.discard(&res);
+        return;
+    };
     let patch_started = Instant::now();
     let existing = agent.patches.iter_mut().find(|p| p.owner == f && p.active);
-    let patched = match existing {
+    let old_code = existing.as_ref().map(|p| p.record.target);
+    let patched = lifecycle::touching(&[job.bases[0]], || match existing {
         Some(p) => patcher.retarget(&mut p.record, res.code).map(|_| None),
         None => patcher.redirect(entry, res.code).map(Some),
-    };
+    });
     let hot_since = agent.functions.get(&f).and_then(|s| s.2);
     let hot_to_patch_ms = hot_since.map(|t| t.elapsed().as_secs_f64() * 1e3);
     tracing::debug!(ms = patch_started.elapsed().as_secs_f64() * 1e3, "patch written");
+    let Some(patched) = patched else {
+        // F's object is closing: never installed.
+        job.discard(&res);
+        agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
+        return;
+    };
     match patched {
         Ok(new_record) => {
-            let depends_on: Vec<usize> = modules.iter().copied().filter(|&m| m != id).collect();
+            let depends_on: Vec<usize> = job.modules.iter().copied().filter(|&m| m != id).collect();
+            let slots: Vec<GuardSlot> = job.slots.iter().flatten().flatten().copied().collect();
+            agent.code.install(res.handle, res.code, res.code_size, slots);
+            if let Some(old) = old_code {
+                agent.code.retire(old);
+            }
             match new_record {
-                Some(record) => agent.patches.push(PatchEntry { function: name.clone(), owner: f, depends_on, record, active: true, misses, misses_seen: 0 }),
+                Some(record) => agent.patches.push(PatchEntry { function: name.clone(), owner: f, depends_on, record, active: true, misses: job.misses.clone(), misses_seen: 0 }),
                 None => {
                     if let Some(p) = agent.patches.iter_mut().find(|p| p.owner == f && p.active) {
-                        p.misses = misses;
+                        p.misses = job.misses.clone();
                         p.misses_seen = 0;
                         p.depends_on = depends_on;
                     }
                 }
             }
             agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms });
-            for p in &plans {
+            for p in plans {
                 for &(k, included) in &p.edges {
                     if included {
                         agent.edges.set_state(k, EdgeState::Inlined, None);
@@ -376,6 +619,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
             tracing::info!(function = %name, inlined = ?inlined, compile_ms = ms, hot_to_patch_ms, code_bytes = res.code_size, "patched to {:#x}", res.code);
         }
         Err(e) => {
+            job.discard(&res);
             let err = format!("patch failed: {e}");
             agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
             give_up(agent, f, &name, &err, false);
@@ -418,12 +662,10 @@ fn check_misses(agent: &mut Agent) {
     for i in deopt {
         let owner = agent.patches[i].owner;
         let name = agent.patches[i].function.clone();
-        let Some(Ok(patcher)) = agent.patcher else { return };
-        if let Err(e) = patcher.revert(&agent.patches[i].record) {
-            tracing::warn!(function = %name, "deopt: cannot revert patch: {e}");
+        if !agent.unpatch(i, "deopt") {
+            tracing::debug!(function = %name, "deopt postponed: F's object is closing");
             continue;
         }
-        agent.patches[i].active = false;
         let st = agent.functions.entry(owner).or_default();
         st.1 += 1;
         let deopts = st.1;

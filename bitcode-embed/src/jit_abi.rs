@@ -47,6 +47,10 @@ pub struct JitTarget {
     pub name: *const u8,
     /// Length of `name`.
     pub name_len: usize,
+    /// Address of an 8-byte word holding the target's address, which the guard loads
+    /// (monotonic) at every call instead of comparing with `address`; the agent clears
+    /// it before the target's object is unloaded. Null: compare with `address`.
+    pub slot: *const u64,
 }
 
 /// One hot site of the function being compiled.

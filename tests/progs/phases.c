@@ -3,6 +3,7 @@
  * (deopt) and recompile run() with b(). stdout never depends on what drti does. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 int a(int x) { return x * 3 + 1; }
 int b(int x) { return x ^ 0x55; }
@@ -24,5 +25,10 @@ int main(int argc, char **argv) {
     for (long r = 0; r < 3 * reps; r++)
         s2 += run(fb, 1000);
     printf("phase1=%ld phase2=%ld\n", s1, s2);
+    /* Optional: stay blocked for MS milliseconds before exit (freeing retired JIT code
+     * needs every thread seen outside it, e.g. blocked in a system call). */
+    long ms = argc > 2 ? atol(argv[2]) : 0;
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    if (ms > 0) nanosleep(&t, NULL);
     return 0;
 }

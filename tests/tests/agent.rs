@@ -38,7 +38,7 @@ fn profile_only_dump_counts_edges() {
 fn cross_dso_and_virtual_edges() {
     let dir = demos();
     let dump = dir.join("plugin.json");
-    let out = run(dir, "plugin_host", &["./plugin_twice.so", "300"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    let out = run(dir, "plugin_host", &["./plugin_twice.so", "3000"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     stdout_ok(&out, "plugin_host");
     let v = read_dump(&dump);
     let e = v["edges"].as_array().unwrap().iter().find(|e| e["callee"] == "plugin_fn").expect("edge into the plugin");
@@ -264,9 +264,9 @@ fn cxx_standard_library_program_with_a_periodic_type_mix() {
         .status()
         .unwrap();
     assert!(st.success());
-    let plain = run(&dir, "cxx_mix", &[], None);
+    let plain = run(&dir, "cxx_mix", &["300000"], None);
     let dump = dir.join("cxx.json");
-    let out = run(&dir, "cxx_mix", &[], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    let out = run(&dir, "cxx_mix", &["300000"], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     assert_eq!(stdout_ok(&out, "cxx_mix"), stdout_ok(&plain, "cxx_mix"));
     let v = read_dump(&dump);
     // Every 10th shape is a circle: sampling must not alias with that period, so both
