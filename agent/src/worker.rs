@@ -280,7 +280,7 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
             p.targets
                 .iter()
                 .zip(names)
-                .map(|(&(addr, mid, _), n)| JitTarget { address: addr, module: modules.iter().position(|&x| x == mid).unwrap() as u32, name: n.as_ptr(), name_len: n.len() })
+                .map(|(&(addr, mid, _), n)| JitTarget { address: addr, module: modules.iter().position(|&x| x == mid).unwrap() as u32, name: n.as_ptr(), name_len: n.len(), slot: std::ptr::null() })
                 .collect()
         })
         .collect();

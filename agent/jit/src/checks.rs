@@ -1,12 +1,75 @@
 //! What the JIT refuses to compile, because a copy could behave differently from the
 //! original: thread-local variables (checked while binding), setjmp-like calls (a copy
 //! would return twice into different code), computed goto (`indirectbr`, block addresses
-//! that name the original function), and variadic functions that read their arguments.
+//! that name the original function), variadic functions that read their arguments, and
+//! inline assembly a copy cannot reproduce: `asm goto`, assembly that switches sections
+//! or defines symbols (data or labels the original's readers know by place or name), and
+//! assembly given a global as an operand (its text may reference the symbol
+//! PC-relatively, which cannot reach the program from JIT memory). Other inline assembly
+//! is compiled like any code.
 
 use drti_instrument::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use llvm_sys::LLVMOpcode;
+
+/// Assembler directives that place code or data elsewhere or define symbols.
+const ASM_DIRECTIVES: &[&str] = &[
+    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
+    ".symver", ".set", ".equ", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
+];
+
+/// True if constant `v` is or contains a global (function, variable, alias).
+fn mentions_global(v: LLVMValueRef, depth: u32) -> bool {
+    // SAFETY: `v` is a live value; constant operands are only inspected.
+    unsafe {
+        if !LLVMIsAGlobalValue(v).is_null() {
+            return true;
+        }
+        if depth > 8 || LLVMIsAConstant(v).is_null() {
+            return false;
+        }
+        (0..LLVMGetNumOperands(v).max(0) as u32).any(|i| {
+            let op = LLVMGetOperand(v, i);
+            !op.is_null() && mentions_global(op, depth + 1)
+        })
+    }
+}
+
+/// `Err(why)` if the inline assembly called by `inst` cannot be copied faithfully.
+fn check_asm(name: &str, inst: LLVMValueRef, asm: LLVMValueRef) -> Result<(), String> {
+    // SAFETY: `asm` is a live inline-asm value; the string is owned by it and only read.
+    let text = unsafe {
+        let mut len = 0;
+        let p = LLVMGetInlineAsmAsmString(asm, &mut len);
+        if p.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
+        }
+    };
+    for stmt in text.split(['\n', ';']).map(str::trim) {
+        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().map_or(true, |c| c.is_whitespace() || c == ',')) {
+            return Err(format!("{name} has inline assembly with {d}"));
+        }
+        // A named label (numeric local labels like `1:` are fine to copy).
+        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
+            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
+            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("{name} has inline assembly defining label {label}"));
+            }
+        }
+    }
+    // SAFETY: `inst` is a live call; its argument operands are only inspected.
+    let n_args = unsafe { LLVMGetNumArgOperands(inst) };
+    for i in 0..n_args {
+        // SAFETY: as above, `i` is below the argument count.
+        if mentions_global(unsafe { LLVMGetOperand(inst, i) }, 0) {
+            return Err(format!("{name} has inline assembly with a global operand"));
+        }
+    }
+    Ok(())
+}
 
 const RETURNS_TWICE: &[&str] = &["setjmp", "_setjmp", "sigsetjmp", "__sigsetjmp", "savectx", "vfork", "getcontext"];
 
@@ -21,8 +84,13 @@ pub fn check(f: LLVMValueRef) -> Result<(), String> {
         unsafe {
             match LLVMGetInstructionOpcode(inst) {
                 LLVMOpcode::LLVMIndirectBr => return Err(format!("{name} uses computed goto")),
+                LLVMOpcode::LLVMCallBr => return Err(format!("{name} uses asm goto")),
                 LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke => {
                     let callee = LLVMGetCalledValue(inst);
+                    if !LLVMIsAInlineAsm(callee).is_null() {
+                        check_asm(&name, inst, callee)?;
+                        continue;
+                    }
                     if !LLVMIsAFunction(callee).is_null() {
                         let cname = ir::name(callee);
                         if RETURNS_TWICE.contains(&cname.as_str()) || ir::has_fn_attr(callee, "returns_twice") {

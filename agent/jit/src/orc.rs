@@ -5,7 +5,11 @@
 //! executable: never both) and LLVM's GDB registration listener, so debuggers see JIT'd
 //! functions by name. An object transform reads each object's symbol table before it is
 //! linked, which gives the machine-code size of F+ for the dump and the perf map. Each
-//! compile gets its own resource tracker, so its code can be released.
+//! compile gets its own resource tracker, so its code can be released. A definition
+//! generator gives every `__drti_abs_<hex>` name `bind` uses the absolute address it
+//! spells, the first time a compile needs it; the definition stays for later compiles.
+//! Code is generated for the JIT's default code model (large on x86-64), so references
+//! to the program's functions and data are 64-bit absolute, whatever the distance.
 
 // Raw LLVM handles passed in come from live modules and sessions of this crate.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
@@ -44,6 +48,44 @@ extern "C" fn object_linking_layer(_ctx: *mut libc::c_void, es: LLVMOrcExecution
         layer
     }
 }
+
+/// Defines the `__drti_abs_<hex>` names of a lookup as absolute symbols.
+extern "C" fn define_absolute(
+    _gen: LLVMOrcDefinitionGeneratorRef,
+    _ctx: *mut libc::c_void,
+    _state: *mut LLVMOrcLookupStateRef,
+    _kind: LLVMOrcLookupKind,
+    jd: LLVMOrcJITDylibRef,
+    _flags: LLVMOrcJITDylibLookupFlags,
+    set: LLVMOrcCLookupSet,
+    n: usize,
+) -> LLVMErrorRef {
+    // SAFETY: ORC passes `n` lookup elements valid for the call; each name we define is
+    // retained once for LLVMOrcAbsoluteSymbols, which takes ownership of the pairs; the
+    // unit is disposed if the dylib refuses it.
+    unsafe {
+        let elems = if n == 0 { &[][..] } else { std::slice::from_raw_parts(set, n) };
+        let mut pairs: Vec<LLVMOrcCSymbolMapPair> = Vec::new();
+        for e in elems {
+            let name = std::ffi::CStr::from_ptr(LLVMOrcSymbolStringPoolEntryStr(e.Name));
+            let Some(addr) = name.to_str().ok().and_then(crate::bind::parse_abs_name) else { continue };
+            LLVMOrcRetainSymbolStringPoolEntry(e.Name);
+            let flags = LLVMJITSymbolFlags { GenericFlags: LLVMJITSymbolGenericFlags::LLVMJITSymbolGenericFlagsExported as u8, TargetFlags: 0 };
+            pairs.push(LLVMOrcCSymbolMapPair { Name: e.Name, Sym: LLVMJITEvaluatedSymbol { Address: addr, Flags: flags } });
+        }
+        if pairs.is_empty() {
+            return std::ptr::null_mut();
+        }
+        let mu = LLVMOrcAbsoluteSymbols(pairs.as_mut_ptr(), pairs.len());
+        let err = LLVMOrcJITDylibDefine(jd, mu);
+        if !err.is_null() {
+            LLVMOrcDisposeMaterializationUnit(mu);
+        }
+        err
+    }
+}
+
+extern "C" fn dispose_generator(_ctx: *mut libc::c_void) {}
 
 extern "C" fn record_sizes(_ctx: *mut libc::c_void, obj: *mut LLVMMemoryBufferRef) -> LLVMErrorRef {
     use object::{Object, ObjectSymbol};
@@ -112,6 +154,9 @@ impl Session {
         unsafe {
             llvm_sys::target::LLVM_InitializeNativeTarget();
             llvm_sys::target::LLVM_InitializeNativeAsmPrinter();
+            // Inline assembly is parsed when the object is emitted: without the parser
+            // any `asm` statement is a fatal error.
+            llvm_sys::target::LLVM_InitializeNativeAsmParser();
             let builder = LLVMOrcCreateLLJITBuilder();
             LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, object_linking_layer, std::ptr::null_mut());
             // Code generation at -O1: the IR is already optimised at O2; -O1 instruction
@@ -131,6 +176,7 @@ impl Session {
                 return Err(format!("cannot search the process's symbols: {}", error_text(err)));
             }
             LLVMOrcJITDylibAddGenerator(dylib, gen);
+            LLVMOrcJITDylibAddGenerator(dylib, LLVMOrcCreateCustomCAPIDefinitionGenerator(define_absolute, std::ptr::null_mut(), dispose_generator));
             LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(jit), record_sizes, std::ptr::null_mut());
             Ok(Session { jit, dylib })
         }
