@@ -24,6 +24,12 @@ long asm_xor(long a, long b) {
   return a ^ b;
 }
 long plain_sub(long a, long b) { return a - b; }
+// Records something in another section: a copy would record it where nobody looks, so
+// the JIT must refuse to inline it.
+long asm_section(long a, long b) {
+  __asm__ volatile(".pushsection .data.drti_asm_test,\"aw\"\n.quad 1\n.popsection");
+  return a + 2 * b;
+}
 
 // F: a spin-wait hint in the loop and an assembly rotate around the indirect call.
 __attribute__((noinline)) long run(op f, long n) {
@@ -38,11 +44,11 @@ __attribute__((noinline)) long run(op f, long n) {
 
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 20000;
-  op ops[3] = {asm_add, asm_xor, plain_sub};
+  op ops[4] = {asm_add, asm_xor, plain_sub, asm_section};
   long total = 0;
   for (int round = 0; round < 30; round++) {
     if (round == 3 || round == 10) usleep(200000);  // time for the agent to compile
-    total += run(ops[round % 3], n);
+    total += run(ops[round % 4], n);
     printf("round %d: %ld\n", round, total);
   }
   return 0;
