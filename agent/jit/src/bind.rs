@@ -50,10 +50,23 @@ pub fn address_constant(m: LLVMModuleRef, addr: u64) -> LLVMValueRef {
     }
 }
 
+/// The calling convention of calls to `g`: a function's own, an alias's aliasee's.
+fn call_conv(g: LLVMValueRef) -> u32 {
+    // SAFETY: `g` is a live global; an alias's aliasee is only inspected.
+    unsafe {
+        let f = if LLVMIsAGlobalAlias(g).is_null() { g } else { LLVMAliasGetAliasee(g) };
+        if LLVMIsAFunction(f).is_null() {
+            llvm_sys::LLVMCallConv::LLVMCCallConv as u32
+        } else {
+            LLVMGetFunctionCallConv(f)
+        }
+    }
+}
+
 /// The declaration that stands for `g` at run-time address `addr`: `__drti_abs_<hex>`,
 /// a fresh external (not dso_local) declaration of `g`'s kind and value type, with `g`'s
 /// calling convention (a call whose convention differs from its callee's is undefined)
-/// or alignment and constness. When the name is already declared (another global at the
+/// or, for a variable, alignment and constness. When the name is already declared (another global at the
 /// same address) that one is reused, unless its calling convention differs: then the
 /// address constant, which has no convention.
 fn bound_value(m: LLVMModuleRef, g: LLVMValueRef, addr: u64, function: bool) -> LLVMValueRef {
@@ -65,16 +78,16 @@ fn bound_value(m: LLVMModuleRef, g: LLVMValueRef, addr: u64, function: bool) -> 
         let existing_fn = LLVMGetNamedFunction(m, cname.as_ptr());
         let existing_var = LLVMGetNamedGlobal(m, cname.as_ptr());
         if !existing_fn.is_null() {
-            if function && LLVMGetFunctionCallConv(existing_fn) != LLVMGetFunctionCallConv(g) {
+            if function && LLVMGetFunctionCallConv(existing_fn) != call_conv(g) {
                 return address_constant(m, addr);
             }
             return existing_fn;
         }
         if !existing_var.is_null() {
-            if function && LLVMGetFunctionCallConv(g) != llvm_sys::LLVMCallConv::LLVMCCallConv as u32 {
+            if function && call_conv(g) != llvm_sys::LLVMCallConv::LLVMCCallConv as u32 {
                 return address_constant(m, addr);
             }
-            if !function {
+            if !LLVMIsAGlobalVariable(g).is_null() {
                 let a = LLVMGetAlignment(g);
                 if a > LLVMGetAlignment(existing_var) {
                     // Both names are the same address: each one's alignment holds.
@@ -89,12 +102,16 @@ fn bound_value(m: LLVMModuleRef, g: LLVMValueRef, addr: u64, function: bool) -> 
         let value_ty = LLVMGlobalGetValueType(g);
         if function {
             let d = LLVMAddFunction(m, cname.as_ptr(), value_ty);
-            LLVMSetFunctionCallConv(d, LLVMGetFunctionCallConv(g));
+            LLVMSetFunctionCallConv(d, call_conv(g));
             d
         } else {
             let d = LLVMAddGlobal(m, value_ty, cname.as_ptr());
-            LLVMSetAlignment(d, LLVMGetAlignment(g));
-            LLVMSetGlobalConstant(d, LLVMIsGlobalConstant(g));
+            // What a variable promises of its memory (an alias may point into the middle
+            // of one: it promises nothing).
+            if !LLVMIsAGlobalVariable(g).is_null() {
+                LLVMSetAlignment(d, LLVMGetAlignment(g));
+                LLVMSetGlobalConstant(d, LLVMIsGlobalConstant(g));
+            }
             d
         }
     }

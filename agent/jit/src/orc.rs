@@ -175,8 +175,9 @@ impl Session {
             if !err.is_null() {
                 return Err(format!("cannot search the process's symbols: {}", error_text(err)));
             }
-            LLVMOrcJITDylibAddGenerator(dylib, gen);
+            // Absolute names first: they never need a search of the process's symbols.
             LLVMOrcJITDylibAddGenerator(dylib, LLVMOrcCreateCustomCAPIDefinitionGenerator(define_absolute, std::ptr::null_mut(), dispose_generator));
+            LLVMOrcJITDylibAddGenerator(dylib, gen);
             LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(jit), record_sizes, std::ptr::null_mut());
             Ok(Session { jit, dylib })
         }
