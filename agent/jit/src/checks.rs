@@ -49,7 +49,7 @@ fn check_asm(name: &str, inst: LLVMValueRef, asm: LLVMValueRef) -> Result<(), St
         }
     };
     for stmt in text.split(['\n', ';']).map(str::trim) {
-        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().map_or(true, |c| c.is_whitespace() || c == ',')) {
+        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
             return Err(format!("{name} has inline assembly with {d}"));
         }
         // A named label (numeric local labels like `1:` are fine to copy).

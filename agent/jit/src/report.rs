@@ -8,6 +8,9 @@
 //! returns, and unwinding through LLVM's C++ frames is not possible, so the thread that
 //! hit the error never comes back while the application carries on unoptimised.
 
+// Raw LLVM handles passed in come from live contexts of this crate.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
 use bitcode_embed::jit_abi::{LogFn, JIT_LOG_DEBUG, JIT_LOG_ERROR, JIT_LOG_INFO};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
