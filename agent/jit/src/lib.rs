@@ -67,8 +67,9 @@ pub extern "C" fn drti_jit_abi_version() -> u32 {
 pub unsafe extern "C" fn drti_jit_init(flags: u32, log: Option<LogFn>, err: *mut JitResult) -> i32 {
     report::set_log(log);
     report::install_fatal_handler();
+    report::install_panic_hook();
     PERF_MAP.store(flags & JIT_INIT_PERF_MAP != 0, Ordering::Relaxed);
-    let made = std::panic::catch_unwind(orc::Session::new).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
+    let made = report::in_jit(|| std::panic::catch_unwind(orc::Session::new)).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
     match made {
         Ok(s) => {
             *SESSION.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
@@ -98,8 +99,8 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         out.set_error("the JIT is off after an LLVM fatal error");
         return;
     }
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req)))
-        .unwrap_or_else(|_| Err(Failure::Error("panic in the JIT".into())));
+    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req))))
+        .unwrap_or_else(|p| Err(Failure::Error(format!("panic in the JIT: {}", panic_text(&p)))));
     match result {
         Ok((code, size, handle)) => {
             out.ok = 1;
@@ -120,9 +121,18 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
     }
 }
 
+/// The message of a caught panic.
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> &str {
+    p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str)).unwrap_or("unknown")
+}
+
 /// Frees the code of compile `handle`.
 #[no_mangle]
 pub extern "C" fn drti_jit_release(handle: u64) {
+    // After a fatal error LLVM is never entered again (its thread may hold the session).
+    if report::dead() {
+        return;
+    }
     let mut trackers = TRACKERS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(i) = trackers.iter().position(|(h, _)| *h == handle) {
         let (_, rt) = trackers.remove(i);

@@ -38,6 +38,36 @@ pub fn dead() -> bool {
     DEAD.load(Ordering::Acquire)
 }
 
+thread_local! {
+    /// True while this thread runs a call into the JIT.
+    static IN_JIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` as JIT work: a panic inside it is reported to the log, not to stderr.
+pub fn in_jit<T>(f: impl FnOnce() -> T) -> T {
+    let was = IN_JIT.with(|c| c.replace(true));
+    let r = f();
+    IN_JIT.with(|c| c.set(was));
+    r
+}
+
+/// Sends panics of JIT work to the log (Rust's default hook prints them on stderr);
+/// other panics of the process (this library may be linked into a test) go to the hook
+/// that was there before.
+pub fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_JIT.try_with(|c| c.get()).unwrap_or(false) {
+                log(JIT_LOG_INFO, &format!("panic in the JIT: {info}"));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Installs the fatal-error handler (once per process; LLVM keeps one handler).
 pub fn install_fatal_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
