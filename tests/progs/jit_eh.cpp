@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <stdexcept>
 #include <unistd.h>
 
 struct A { int v; };
@@ -21,7 +22,10 @@ void t_b(int i) { B b; b.v = i % 5; throw b; }
 void t_c(int i) { throw C{i % 7}; }
 void t_int(int i) { throw i; }
 
-static long counts[6][8];
+void t_range(int i) { throw std::out_of_range(i % 2 ? "odd" : "even"); }
+void t_runtime(int i) { throw std::runtime_error(i % 2 ? "odd" : "even"); }
+
+static long counts[7][8];
 
 // Typed catch: the most derived handler first.
 __attribute__((noinline)) void f_typed(fn g, int i) {
@@ -118,6 +122,22 @@ __attribute__((noinline)) void f_nested(fn g, int i) {
   }
 }
 
+// The standard library's hierarchy: type_info objects that live in libstdc++.
+__attribute__((noinline)) void f_std(fn g, int i) {
+  try {
+    g(i);
+    counts[6][0]++;
+  } catch (const std::runtime_error &e) {
+    counts[6][1] += e.what()[0];
+  } catch (const std::logic_error &e) {
+    counts[6][2] += e.what()[0];
+  } catch (const std::exception &) {
+    counts[6][3]++;
+  } catch (...) {
+    counts[6][4]++;
+  }
+}
+
 static void unexpected_to_a() { throw A{77}; }
 
 int main(int argc, char **argv) {
@@ -145,9 +165,11 @@ int main(int argc, char **argv) {
     f_rethrow(g, i);
     call_spec((r >> 16) % 4 == 0 && i > n / 2 ? t_c : spec_ok[(r >> 18) % 3], i);
     f_nested(g, i);
+    fn std_mix[4] = {t_none, t_range, t_runtime, t_a};
+    f_std((r >> 16) % 4 == 0 ? std_mix[(r >> 20) % 4] : std_mix[phase % 3], i);
   }
-  const char *names[6] = {"typed", "base", "all", "rethrow", "spec", "nested"};
-  for (int k = 0; k < 6; k++) {
+  const char *names[7] = {"typed", "base", "all", "rethrow", "spec", "nested", "std"};
+  for (int k = 0; k < 7; k++) {
     printf("%s:", names[k]);
     for (int j = 0; j < 8; j++) printf(" %ld", counts[k][j]);
     printf("\n");

@@ -110,13 +110,13 @@ fn ok_compiles<'a>(dump: &'a serde_json::Value, prefix: &str) -> Vec<&'a serde_j
 
 // ---------------------------------------------------------------------------------------
 // Item 1: C++ exceptions through F+ — typed catch, catch by base class, catch (...),
-// rethrow, a dynamic exception specification, nested try. Used to catch by the wrong
+// rethrow, a dynamic exception specification, nested try, the standard exceptions. Used to catch by the wrong
 // handler (type_info bound as an address constant) and to crash the JIT on `throw(A)`.
 
 #[test]
 fn exceptions_through_f_plus_reach_the_right_handler() {
     for (t, dump) in ["1", "200"].iter().zip(same_as_plain("jit_eh", &["1", "200"], false)) {
-        for f in ["_Z7f_typed", "_Z6f_base", "_Z5f_all", "_Z9f_rethrow", "_Z6f_spec", "_Z8f_nested"] {
+        for f in ["_Z7f_typed", "_Z6f_base", "_Z5f_all", "_Z9f_rethrow", "_Z6f_spec", "_Z8f_nested", "_Z5f_std"] {
             assert!(!ok_compiles(&dump, f).is_empty(), "threshold {t}: {f}* not compiled: {dump:#}");
         }
     }
