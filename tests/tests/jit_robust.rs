@@ -34,6 +34,7 @@ fn progs() -> &'static PathBuf {
         compile(&d, "drti-cc", "jit_asm.c", "jit_asm", &[]);
         compile(&d, "drti-cc", "jit_vectorize.c", "jit_vectorize", &["-Wno-pass-failed"]);
         compile(&d, "drti-cc", "jit_perfmap.c", "jit_perfmap", &[]);
+        compile(&d, "drti-cc", "jit_weak.c", "jit_weak", &[]);
         d
     })
 }
@@ -156,6 +157,15 @@ fn llvm_diagnostics_stay_out_of_the_programs_stderr() {
     assert!(out.status.success(), "{}", describe(&out));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("loop not vectorized"), "no LLVM diagnostic in the debug log:\n{text}");
+}
+
+/// A weak function the program lacks, tested and called in F: ORC used to fail the
+/// compile and print "JIT session error: Symbols not found" on the program's stderr.
+#[test]
+fn an_absent_weak_symbol_is_null_in_the_copy_and_orc_errors_stay_quiet() {
+    for (t, dump) in ["1", "100"].iter().zip(same_as_plain("jit_weak", &["1", "100"], true)) {
+        assert!(!ok_compiles(&dump, "run").is_empty(), "threshold {t}: run not compiled: {dump:#}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------

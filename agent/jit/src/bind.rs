@@ -12,7 +12,8 @@
 //! catch-all, and a filter crashes code generation). One address is one name, in every
 //! module and every compile. Read-only data with no significant address (local
 //! `unnamed_addr` constants, string literals) is kept as a private copy so it can be
-//! constant-folded. Declarations the table does not know keep their names and are
+//! constant-folded. Weak declarations the program resolved to nothing (0 in the table)
+//! become null. Declarations the table does not know keep their names and are
 //! resolved by the JIT against the process's global symbols. Module-level assembly is
 //! dropped: the original module's already ran, a copy would define its symbols again.
 
@@ -220,6 +221,9 @@ pub fn bind(m: LLVMModuleRef, keep: &HashMap<String, String>, symbols: &HashMap<
         if ir::is_llvm_reserved(&name) || kept.contains(&f) || personalities.contains(&f) || name.starts_with(ABS_PREFIX) {
             continue;
         }
+        if absent_weak(f, &name, symbols) {
+            continue;
+        }
         replace_or_drop(m, f, &name, addr_of(&name), true)?;
     }
     for g in ir::global_vars(m) {
@@ -236,9 +240,31 @@ pub fn bind(m: LLVMModuleRef, keep: &HashMap<String, String>, symbols: &HashMap<
         if ir::is_thread_local(g) && has_uses(g) {
             return Err(format!("uses thread-local variable {name}"));
         }
+        if absent_weak(g, &name, symbols) {
+            continue;
+        }
         replace_or_drop(m, g, &name, addr_of(&name), false)?;
     }
     Ok(())
+}
+
+/// A weak declaration the program resolved to nothing (address 0 in the table): its uses
+/// become null, as in the original, and it is deleted. True if `g` was one.
+fn absent_weak(g: LLVMValueRef, name: &str, symbols: &HashMap<String, u64>) -> bool {
+    // SAFETY: `g` is a live global; once its uses are null it has none and is deleted.
+    unsafe {
+        let weak = LLVMGetLinkage(g) == llvm_sys::LLVMLinkage::LLVMExternalWeakLinkage;
+        if !(weak && ir::is_declaration(g) && symbols.get(name) == Some(&0)) {
+            return false;
+        }
+        LLVMReplaceAllUsesWith(g, LLVMConstNull(LLVMTypeOf(g)));
+        if LLVMIsAFunction(g).is_null() {
+            LLVMDeleteGlobal(g);
+        } else {
+            LLVMDeleteFunction(g);
+        }
+        true
+    }
 }
 
 /// Replaces a global by its address and deletes it; unused ones are deleted; external

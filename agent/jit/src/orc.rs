@@ -87,6 +87,17 @@ extern "C" fn define_absolute(
 
 extern "C" fn dispose_generator(_ctx: *mut libc::c_void) {}
 
+/// The last session error ORC reported (its detail is not in the lookup's error).
+static SESSION_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// ORC's reports of session errors (ORC would print them on stderr): logged, and kept
+/// for the error of the compile whose lookup fails.
+extern "C" fn session_error(_ctx: *mut libc::c_void, err: LLVMErrorRef) {
+    let text = error_text(err);
+    *SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+    let _ = std::panic::catch_unwind(|| crate::report::log(bitcode_embed::jit_abi::JIT_LOG_INFO, &format!("JIT session error: {text}")));
+}
+
 extern "C" fn record_sizes(_ctx: *mut libc::c_void, obj: *mut LLVMMemoryBufferRef) -> LLVMErrorRef {
     use object::{Object, ObjectSymbol};
     // SAFETY: `obj` points at the live object buffer ORC is about to link; it is only read.
@@ -169,6 +180,7 @@ impl Session {
             if !err.is_null() {
                 return Err(format!("cannot create the LLJIT: {}", error_text(err)));
             }
+            LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(jit), session_error, std::ptr::null_mut());
             let dylib = LLVMOrcLLJITGetMainJITDylib(jit);
             let mut gen = std::ptr::null_mut();
             let err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&mut gen, LLVMOrcLLJITGetGlobalPrefix(jit), None, std::ptr::null_mut());
@@ -198,9 +210,13 @@ impl Session {
                 return Err(format!("cannot add the module: {}", error_text(err)));
             }
             let mut addr: LLVMOrcExecutorAddress = 0;
+            SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take();
             let err = LLVMOrcLLJITLookup(self.jit, &mut addr, csym.as_ptr());
             if !err.is_null() {
-                let msg = error_text(err);
+                let mut msg = error_text(err);
+                if let Some(detail) = SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    msg = format!("{msg}: {detail}");
+                }
                 let e2 = LLVMOrcResourceTrackerRemove(rt);
                 if !e2.is_null() {
                     LLVMConsumeError(e2);
