@@ -60,15 +60,46 @@ fn check_asm(name: &str, inst: LLVMValueRef, asm: LLVMValueRef) -> Result<(), St
             }
         }
     }
-    // SAFETY: `inst` is a live call; its argument operands are only inspected.
-    let n_args = unsafe { LLVMGetNumArgOperands(inst) };
+    // SAFETY: `inst` is a live call; its argument operands are only inspected; the
+    // constraint string is owned by `asm` and only read.
+    let (n_args, constraints) = unsafe {
+        let mut len = 0;
+        let p = LLVMGetInlineAsmConstraintString(asm, &mut len);
+        let c = if p.is_null() { String::new() } else { String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned() };
+        (LLVMGetNumArgOperands(inst), c)
+    };
+    let in_registers = register_operands(&constraints, n_args as usize);
     for i in 0..n_args {
         // SAFETY: as above, `i` is below the argument count.
-        if mentions_global(unsafe { LLVMGetOperand(inst, i) }, 0) {
-            return Err(format!("{name} has inline assembly with a global operand"));
+        let global = mentions_global(unsafe { LLVMGetOperand(inst, i) }, 0);
+        if global && !in_registers.get(i as usize).copied().unwrap_or(false) {
+            return Err(format!("{name} has inline assembly with a global as a memory, immediate or symbol operand"));
         }
     }
     Ok(())
+}
+
+/// Per call argument of an inline-asm call with `constraints`: true if the operand is
+/// only ever passed in a register (its value, an address the JIT'd code computes, is
+/// then all the text sees). All false when the constraints cannot be matched to the
+/// `n_args` arguments.
+fn register_operands(constraints: &str, n_args: usize) -> Vec<bool> {
+    // Arguments are, in order, the indirect outputs (`=*m`) and the inputs; direct
+    // outputs and clobbers (`~{...}`) have none.
+    let per_arg: Vec<bool> = constraints
+        .split(',')
+        .filter(|c| !c.starts_with('~') && (!c.starts_with('=') || c.starts_with("=*")))
+        .map(|c| {
+            let code = c.trim_start_matches(['=', '*', '&', '%', '+']);
+            let register = |alt: &str| alt.starts_with('{') || (!alt.is_empty() && alt.bytes().all(|b| b"rqQRabcdSDxvlYz0123456789".contains(&b)));
+            !c.contains('*') && code.split('|').all(register)
+        })
+        .collect();
+    if per_arg.len() == n_args {
+        per_arg
+    } else {
+        vec![false; n_args]
+    }
 }
 
 const RETURNS_TWICE: &[&str] = &["setjmp", "_setjmp", "sigsetjmp", "__sigsetjmp", "savectx", "vfork", "getcontext"];
@@ -118,4 +149,22 @@ pub fn check(f: LLVMValueRef) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::register_operands;
+
+    #[test]
+    fn register_operands_follow_the_constraints() {
+        assert_eq!(register_operands("=r,r,~{dirflag},~{fpsr},~{flags}", 1), [true]);
+        assert_eq!(register_operands("r,~{memory}", 1), [true]);
+        assert_eq!(register_operands("=r,m,~{memory}", 1), [false]);
+        assert_eq!(register_operands("=*m,r", 2), [false, true]);
+        assert_eq!(register_operands("r,i,{ax},0", 4), [true, false, true, true]);
+        assert_eq!(register_operands("rm", 1), [false]);
+        assert_eq!(register_operands("X", 1), [false]);
+        // Constraints that do not match the arguments: nothing is trusted.
+        assert_eq!(register_operands("r", 2), [false, false]);
+    }
 }
