@@ -41,6 +41,24 @@ fn symbol(handle: *mut libc::c_void, name: &str) -> Result<*mut libc::c_void, St
     }
 }
 
+/// The JIT's log callback: its messages and LLVM's diagnostics go to the drti log (target
+/// `drti_agent::jit`), never to the program's stderr.
+unsafe extern "C" fn jit_log(level: u32, msg: *const u8, len: usize) {
+    if msg.is_null() {
+        return;
+    }
+    // SAFETY: the JIT passes `len` valid bytes for the duration of the call.
+    let bytes = unsafe { std::slice::from_raw_parts(msg, len) };
+    let text = String::from_utf8_lossy(bytes);
+    // A panic must not unwind into the JIT (C frames): it is dropped with the message.
+    let _ = std::panic::catch_unwind(|| match level {
+        JIT_LOG_ERROR => tracing::error!(target: "drti_agent::jit", "{text}"),
+        JIT_LOG_WARN => tracing::warn!(target: "drti_agent::jit", "{text}"),
+        JIT_LOG_INFO => tracing::info!(target: "drti_agent::jit", "{text}"),
+        _ => tracing::debug!(target: "drti_agent::jit", "{text}"),
+    });
+}
+
 impl Jit {
     /// Loads and initialises the JIT. `dlopen` is the real one (not our interposer).
     pub fn load(perf_map: bool) -> Result<Jit, String> {
@@ -68,7 +86,7 @@ impl Jit {
             let compile: CompileFn = std::mem::transmute(symbol(handle, "drti_jit_compile")?);
             let release: ReleaseFn = std::mem::transmute(symbol(handle, "drti_jit_release")?);
             let mut res = JitResult::default();
-            if init(if perf_map { JIT_INIT_PERF_MAP } else { 0 }, &mut res) != 0 {
+            if init(if perf_map { JIT_INIT_PERF_MAP } else { 0 }, Some(jit_log), &mut res) != 0 {
                 return Err(format!("JIT initialisation failed: {}", res.error_text()));
             }
             Ok(Jit { compile, release })

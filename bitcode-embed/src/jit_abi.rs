@@ -7,7 +7,7 @@
 //! the duration of the call only; the JIT copies what it keeps.
 
 /// Bumped on any change to the types or functions below.
-pub const JIT_ABI_VERSION: u32 = 2;
+pub const JIT_ABI_VERSION: u32 = 3;
 
 /// One name → run-time address binding of a module's address table.
 #[repr(C)]
@@ -47,9 +47,10 @@ pub struct JitTarget {
     pub name: *const u8,
     /// Length of `name`.
     pub name_len: usize,
-    /// Address of an 8-byte word holding the target's address, which the guard loads
-    /// (monotonic) at every call instead of comparing with `address`; the agent clears
-    /// it before the target's object is unloaded. Null: compare with `address`.
+    /// Null, or the address of an aligned 8-byte word that holds the target's address
+    /// while it may be inlined: the guard then compares against an atomic load of the
+    /// slot, so the agent can zero it (e.g. before the target's module is unloaded) and
+    /// frames already inside the compiled code fall back to the real call.
     pub slot: *const u64,
 }
 
@@ -142,10 +143,25 @@ impl JitResult {
 /// Flag for `drti_jit_init`: append JIT'd symbols to `/tmp/perf-<pid>.map`.
 pub const JIT_INIT_PERF_MAP: u32 = 1;
 
+/// Log levels of [`LogFn`].
+pub const JIT_LOG_ERROR: u32 = 1;
+/// A warning.
+pub const JIT_LOG_WARN: u32 = 2;
+/// Information.
+pub const JIT_LOG_INFO: u32 = 3;
+/// Debugging detail (LLVM remarks).
+pub const JIT_LOG_DEBUG: u32 = 4;
+
+/// `void log(u32 level, const u8 *msg, usize len)`: where the JIT reports (it never
+/// writes to the process's stderr). `msg` is UTF-8, valid for the call only. May be
+/// called from any thread that calls into the JIT.
+pub type LogFn = unsafe extern "C" fn(level: u32, msg: *const u8, len: usize);
+
 /// `u32 drti_jit_abi_version(void)`.
 pub type AbiVersionFn = unsafe extern "C" fn() -> u32;
-/// `int drti_jit_init(u32 flags, JitResult *err)`: 0 on success.
-pub type InitFn = unsafe extern "C" fn(flags: u32, err: *mut JitResult) -> i32;
+/// `int drti_jit_init(u32 flags, LogFn log, JitResult *err)`: 0 on success. `log` may be
+/// null (then the JIT reports nothing).
+pub type InitFn = unsafe extern "C" fn(flags: u32, log: Option<LogFn>, err: *mut JitResult) -> i32;
 /// `void drti_jit_compile(const JitRequest *req, JitResult *out)`.
 pub type CompileFn = unsafe extern "C" fn(req: *const JitRequest, out: *mut JitResult);
 /// `void drti_jit_release(u64 handle)`: frees the code of a compile no patch points at.

@@ -216,23 +216,22 @@ fn guard_misses_deopt_then_recompile_with_the_new_target() {
 #[test]
 fn perf_map_names_jit_code() {
     let dir = demos();
-    let out = run(dir, "kernel", &["twice"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_PERF_MAP", "1")]));
+    // Spawned here (not through `run`) to know the child's pid: only its own map is read.
+    let mut cmd = std::process::Command::new(dir.join("kernel"));
+    cmd.arg("twice").current_dir(dir);
+    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("LD_PRELOAD", agent()).env("DRTI_HOT_THRESHOLD", "50").env("DRTI_PERF_MAP", "1");
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn kernel");
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let out = child.wait_with_output().unwrap();
     stdout_ok(&out, "kernel");
-    // The child's pid is unknown here; find the map it wrote through its JIT'd symbol.
-    let maps: Vec<_> = std::fs::read_dir("/tmp")
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("perf-"))
-        .filter(|e| std::fs::read_to_string(e.path()).map(|t| t.contains("drti:apply+[twice]")).unwrap_or(false))
-        .collect();
-    assert!(!maps.is_empty(), "no /tmp/perf-<pid>.map names drti:apply+[twice]");
-    let text = std::fs::read_to_string(maps[0].path()).unwrap();
-    let line = text.lines().find(|l| l.contains("drti:apply")).unwrap();
+    let text = std::fs::read_to_string(&map).unwrap_or_else(|e| panic!("{}: {e}", map.display()));
+    let _ = std::fs::remove_file(&map);
+    let line = text.lines().find(|l| l.contains("drti:apply+[twice]")).unwrap_or_else(|| panic!("{} does not name drti:apply+[twice]:\n{text}", map.display()));
     let fields: Vec<&str> = line.split_whitespace().collect();
     assert!(u64::from_str_radix(fields[0], 16).is_ok() && u64::from_str_radix(fields[1], 16).unwrap() > 0, "{line}");
-    for m in maps {
-        let _ = std::fs::remove_file(m.path());
-    }
 }
 
 #[test]

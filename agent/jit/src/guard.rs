@@ -10,7 +10,11 @@
 //!   return %t(args);                     // the original indirect call
 //! ```
 //! T1.. are the targets' original addresses, so the guard compares exactly what the
-//! program would have called. An `invoke` becomes an invoke of the dispatcher with the
+//! program would have called. A target given with a slot is compared instead with a
+//! monotonic atomic load of the slot (`%t == load atomic i64 *slot`): the agent keeps
+//! the target's address there while it may be inlined and zeroes it before the target's
+//! code can go away, so a frame that is still inside F+ when a new function is loaded at
+//! the same address takes the real call, not the old copy. An `invoke` becomes an invoke of the dispatcher with the
 //! same normal and unwind destinations (the inliner turns the inner calls into invokes).
 //! Call-site attributes (byval, sret, zeroext, ...) and the calling convention are copied
 //! to every inner call.
@@ -27,6 +31,8 @@ use llvm_sys::prelude::*;
 pub struct Guarded {
     /// Run-time address compared against.
     pub address: u64,
+    /// 0, or the address of an 8-byte word holding the address to compare against.
+    pub slot: u64,
     /// The copy (internal, always inlined).
     pub body: LLVMValueRef,
 }
@@ -96,7 +102,19 @@ pub fn guard_site(m: LLVMModuleRef, call: LLVMValueRef, targets: &[Guarded], mis
         for t in targets {
             let hit = LLVMAppendBasicBlockInContext(ctx, disp, c"hit".as_ptr());
             let next = LLVMAppendBasicBlockInContext(ctx, disp, c"next".as_ptr());
-            let eq = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntEQ, target, address_constant(m, t.address), c"".as_ptr());
+            let eq = if t.slot != 0 {
+                let i64t = LLVMInt64TypeInContext(ctx);
+                let cur = LLVMBuildLoad2(b, i64t, address_constant(m, t.slot), c"slot".as_ptr());
+                LLVMSetOrdering(cur, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
+                LLVMSetAlignment(cur, 8);
+                let t_int = LLVMBuildPtrToInt(b, target, i64t, c"".as_ptr());
+                let same = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntEQ, t_int, cur, c"".as_ptr());
+                // A cleared slot matches nothing, not even a null target.
+                let live = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, cur, LLVMConstInt(i64t, 0, 0), c"".as_ptr());
+                LLVMBuildAnd(b, same, live, c"".as_ptr())
+            } else {
+                LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntEQ, target, address_constant(m, t.address), c"".as_ptr())
+            };
             LLVMBuildCondBr(b, eq, hit, next);
             LLVMPositionBuilderAtEnd(b, hit);
             emit_call(b, t.body);

@@ -5,19 +5,22 @@
 //! faithfully ([`checks`]); bind each module to the running program, keeping only F and
 //! the targets' bodies ([`bind`]); link the targets into F's module; replace each hot
 //! site by a guard chain ([`guard`]); optimise with the O2 pipeline (guards and copies
-//! are always inlined); compile with ORC LLJIT ([`orc`]).
+//! are always inlined); compile with ORC LLJIT ([`orc`]). Everything the JIT or LLVM
+//! has to say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is
+//! [`perf_map`]'s.
 
 pub mod bind;
 pub mod checks;
 pub mod guard;
 pub mod orc;
+pub mod perf_map;
+pub mod report;
 
 use bitcode_embed::jit_abi::*;
 use drti_instrument::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -54,14 +57,19 @@ pub extern "C" fn drti_jit_abi_version() -> u32 {
     JIT_ABI_VERSION
 }
 
-/// Creates the LLJIT session. Returns 0 on success, else fills `err`.
+/// Creates the LLJIT session. Returns 0 on success, else fills `err`. `log` receives
+/// every message of the JIT and of LLVM from now on.
 ///
 /// # Safety
-/// `err` must be null or point at a writable `JitResult`.
+/// `err` must be null or point at a writable `JitResult`; `log`, if given, must be
+/// callable from any thread for the life of the process.
 #[no_mangle]
-pub unsafe extern "C" fn drti_jit_init(flags: u32, err: *mut JitResult) -> i32 {
+pub unsafe extern "C" fn drti_jit_init(flags: u32, log: Option<LogFn>, err: *mut JitResult) -> i32 {
+    report::set_log(log);
+    report::install_fatal_handler();
+    report::install_panic_hook();
     PERF_MAP.store(flags & JIT_INIT_PERF_MAP != 0, Ordering::Relaxed);
-    let made = std::panic::catch_unwind(orc::Session::new).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
+    let made = report::in_jit(|| std::panic::catch_unwind(orc::Session::new)).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
     match made {
         Ok(s) => {
             *SESSION.lock().unwrap_or_else(|p| p.into_inner()) = Some(s);
@@ -87,8 +95,12 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
     // SAFETY: per the function contract.
     let (req, out) = unsafe { (&*req, &mut *out) };
     *out = JitResult::default();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req)))
-        .unwrap_or_else(|_| Err(Failure::Error("panic in the JIT".into())));
+    if report::dead() {
+        out.set_error("the JIT is off after an LLVM fatal error");
+        return;
+    }
+    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req))))
+        .unwrap_or_else(|p| Err(Failure::Error(format!("panic in the JIT: {}", panic_text(&p)))));
     match result {
         Ok((code, size, handle)) => {
             out.ok = 1;
@@ -109,9 +121,18 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
     }
 }
 
+/// The message of a caught panic.
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> &str {
+    p.downcast_ref::<&str>().copied().or_else(|| p.downcast_ref::<String>().map(String::as_str)).unwrap_or("unknown")
+}
+
 /// Frees the code of compile `handle`.
 #[no_mangle]
 pub extern "C" fn drti_jit_release(handle: u64) {
+    // After a fatal error LLVM is never entered again (its thread may hold the session).
+    if report::dead() {
+        return;
+    }
     let mut trackers = TRACKERS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(i) = trackers.iter().position(|(h, _)| *h == handle) {
         let (_, rt) = trackers.remove(i);
@@ -135,8 +156,9 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     unsafe { std::slice::from_raw_parts(ptr, len) }
 }
 
-/// A guarded target: its address, the index of its module, its IR name.
-type PlannedTarget = (u64, usize, String);
+/// A guarded target: its address, the index of its module, its IR name, its slot (0:
+/// none).
+type PlannedTarget = (u64, usize, String, u64);
 
 /// A request copied into Rust values.
 struct Plan {
@@ -170,7 +192,7 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
             .map(|s| {
                 let t = std::slice::from_raw_parts(s.targets, s.n_targets as usize)
                     .iter()
-                    .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned()))
+                    .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned(), t.slot as u64))
                     .collect();
                 (s.ordinal, t, s.miss_counter as u64)
             })
@@ -244,6 +266,8 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
     let tsc = Tsc(unsafe { llvm_sys::orc2::LLVMOrcCreateNewThreadSafeContext() });
     // SAFETY: the context lives as long as `tsc`.
     let ctx = unsafe { llvm_sys::orc2::LLVMOrcThreadSafeContextGetContext(tsc.0) };
+    report::attach(ctx);
+    report::clear_errors();
 
     let mut main = parse(ctx, &plan.modules[plan.function_module].0)?;
     let f = named_function(main.0, &plan.function).ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
@@ -253,7 +277,7 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
     // cannot be copied is named and the agent can compile without it.
     let mut bodies: HashMap<(usize, String), String> = HashMap::new();
     let mut providers = Vec::new();
-    for (k, (_, mi, tname)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
+    for (k, (_, mi, tname, _)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
         if bodies.contains_key(&(*mi, tname.clone())) {
             continue;
         }
@@ -293,7 +317,7 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
         let call = *calls.get(*ordinal as usize).ok_or_else(|| format!("site #{ordinal} not found in {}", plan.function))?;
         let guarded: Vec<guard::Guarded> = targets
             .iter()
-            .map(|(addr, mi, name)| guard::Guarded { address: *addr, body: named_function(main.0, &bodies[&(*mi, name.clone())]).unwrap() })
+            .map(|(addr, mi, name, slot)| guard::Guarded { address: *addr, slot: *slot, body: named_function(main.0, &bodies[&(*mi, name.clone())]).unwrap() })
             .collect();
         guard::guard_site(main.0, call, &guarded, *misses, i);
     }
@@ -305,19 +329,17 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
     let session = session.as_ref().ok_or("JIT not initialised")?;
     let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
     let (addr, rt) = session.add_and_lookup(tsc.0, module, &plus)?;
+    if let Some(errors) = report::take_errors() {
+        // LLVM reported an error but went on (e.g. bad inline assembly is left out of
+        // the object): the code may not do what F does.
+        session.release(rt);
+        return Err(Failure::Error(format!("LLVM error while compiling: {errors}")));
+    }
     let size = orc::code_size(&plus);
     TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
     if PERF_MAP.load(Ordering::Relaxed) {
         let inlined: Vec<&str> = plan.sites.iter().flat_map(|s| s.1.iter().map(|t| t.2.as_str())).collect();
-        append_perf_map(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
+        perf_map::append(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
     }
     Ok((addr, size, n))
-}
-
-/// Appends one line to `/tmp/perf-<pid>.map` (perf's JIT symbol file).
-fn append_perf_map(addr: u64, size: u64, name: &str) {
-    let path = format!("/tmp/perf-{}.map", std::process::id());
-    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(f, "{addr:x} {:x} {name}", size.max(1));
-    }
 }

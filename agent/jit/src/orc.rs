@@ -5,7 +5,11 @@
 //! executable: never both) and LLVM's GDB registration listener, so debuggers see JIT'd
 //! functions by name. An object transform reads each object's symbol table before it is
 //! linked, which gives the machine-code size of F+ for the dump and the perf map. Each
-//! compile gets its own resource tracker, so its code can be released.
+//! compile gets its own resource tracker, so its code can be released. A definition
+//! generator gives every `__drti_abs_<hex>` name `bind` uses the absolute address it
+//! spells, the first time a compile needs it; the definition stays for later compiles.
+//! Code is generated for the JIT's default code model (large on x86-64), so references
+//! to the program's functions and data are 64-bit absolute, whatever the distance.
 
 // Raw LLVM handles passed in come from live modules and sessions of this crate.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
@@ -43,6 +47,55 @@ extern "C" fn object_linking_layer(_ctx: *mut libc::c_void, es: LLVMOrcExecution
         LLVMOrcRTDyldObjectLinkingLayerRegisterJITEventListener(layer, llvm_sys::execution_engine::LLVMCreateGDBRegistrationListener());
         layer
     }
+}
+
+/// Defines the `__drti_abs_<hex>` names of a lookup as absolute symbols.
+extern "C" fn define_absolute(
+    _gen: LLVMOrcDefinitionGeneratorRef,
+    _ctx: *mut libc::c_void,
+    _state: *mut LLVMOrcLookupStateRef,
+    _kind: LLVMOrcLookupKind,
+    jd: LLVMOrcJITDylibRef,
+    _flags: LLVMOrcJITDylibLookupFlags,
+    set: LLVMOrcCLookupSet,
+    n: usize,
+) -> LLVMErrorRef {
+    // SAFETY: ORC passes `n` lookup elements valid for the call; each name we define is
+    // retained once for LLVMOrcAbsoluteSymbols, which takes ownership of the pairs; the
+    // unit is disposed if the dylib refuses it.
+    unsafe {
+        let elems = if n == 0 { &[][..] } else { std::slice::from_raw_parts(set, n) };
+        let mut pairs: Vec<LLVMOrcCSymbolMapPair> = Vec::new();
+        for e in elems {
+            let name = std::ffi::CStr::from_ptr(LLVMOrcSymbolStringPoolEntryStr(e.Name));
+            let Some(addr) = name.to_str().ok().and_then(crate::bind::parse_abs_name) else { continue };
+            LLVMOrcRetainSymbolStringPoolEntry(e.Name);
+            let flags = LLVMJITSymbolFlags { GenericFlags: LLVMJITSymbolGenericFlags::LLVMJITSymbolGenericFlagsExported as u8, TargetFlags: 0 };
+            pairs.push(LLVMOrcCSymbolMapPair { Name: e.Name, Sym: LLVMJITEvaluatedSymbol { Address: addr, Flags: flags } });
+        }
+        if pairs.is_empty() {
+            return std::ptr::null_mut();
+        }
+        let mu = LLVMOrcAbsoluteSymbols(pairs.as_mut_ptr(), pairs.len());
+        let err = LLVMOrcJITDylibDefine(jd, mu);
+        if !err.is_null() {
+            LLVMOrcDisposeMaterializationUnit(mu);
+        }
+        err
+    }
+}
+
+extern "C" fn dispose_generator(_ctx: *mut libc::c_void) {}
+
+/// The last session error ORC reported (its detail is not in the lookup's error).
+static SESSION_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// ORC's reports of session errors (ORC would print them on stderr): logged, and kept
+/// for the error of the compile whose lookup fails.
+extern "C" fn session_error(_ctx: *mut libc::c_void, err: LLVMErrorRef) {
+    let text = error_text(err);
+    *SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+    let _ = std::panic::catch_unwind(|| crate::report::log(bitcode_embed::jit_abi::JIT_LOG_INFO, &format!("JIT session error: {text}")));
 }
 
 extern "C" fn record_sizes(_ctx: *mut libc::c_void, obj: *mut LLVMMemoryBufferRef) -> LLVMErrorRef {
@@ -112,6 +165,9 @@ impl Session {
         unsafe {
             llvm_sys::target::LLVM_InitializeNativeTarget();
             llvm_sys::target::LLVM_InitializeNativeAsmPrinter();
+            // Inline assembly is parsed when the object is emitted: without the parser
+            // any `asm` statement is a fatal error.
+            llvm_sys::target::LLVM_InitializeNativeAsmParser();
             let builder = LLVMOrcCreateLLJITBuilder();
             LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, object_linking_layer, std::ptr::null_mut());
             // Code generation at -O1: the IR is already optimised at O2; -O1 instruction
@@ -124,12 +180,15 @@ impl Session {
             if !err.is_null() {
                 return Err(format!("cannot create the LLJIT: {}", error_text(err)));
             }
+            LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(jit), session_error, std::ptr::null_mut());
             let dylib = LLVMOrcLLJITGetMainJITDylib(jit);
             let mut gen = std::ptr::null_mut();
             let err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&mut gen, LLVMOrcLLJITGetGlobalPrefix(jit), None, std::ptr::null_mut());
             if !err.is_null() {
                 return Err(format!("cannot search the process's symbols: {}", error_text(err)));
             }
+            // Absolute names first: they never need a search of the process's symbols.
+            LLVMOrcJITDylibAddGenerator(dylib, LLVMOrcCreateCustomCAPIDefinitionGenerator(define_absolute, std::ptr::null_mut(), dispose_generator));
             LLVMOrcJITDylibAddGenerator(dylib, gen);
             LLVMOrcObjectTransformLayerSetTransform(LLVMOrcLLJITGetObjTransformLayer(jit), record_sizes, std::ptr::null_mut());
             Ok(Session { jit, dylib })
@@ -151,9 +210,13 @@ impl Session {
                 return Err(format!("cannot add the module: {}", error_text(err)));
             }
             let mut addr: LLVMOrcExecutorAddress = 0;
+            SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take();
             let err = LLVMOrcLLJITLookup(self.jit, &mut addr, csym.as_ptr());
             if !err.is_null() {
-                let msg = error_text(err);
+                let mut msg = error_text(err);
+                if let Some(detail) = SESSION_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    msg = format!("{msg}: {detail}");
+                }
                 let e2 = LLVMOrcResourceTrackerRemove(rt);
                 if !e2.is_null() {
                     LLVMConsumeError(e2);
