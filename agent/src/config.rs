@@ -50,17 +50,22 @@ impl Config {
     pub fn from_env(get: impl Fn(&str) -> Option<OsString>) -> (Config, Vec<String>) {
         let mut c = Config::default();
         let mut warnings = Vec::new();
-        let text = |name: &str, warnings: &mut Vec<String>| -> Option<String> {
-            match get(name)?.into_string() {
-                Ok(v) => Some(v),
-                Err(raw) => {
-                    warnings.push(format!("{name}={raw:?} is not valid UTF-8; using the default"));
-                    None
-                }
+        // The value of `name` as text: None when unset, Err(the start of a warning) when it
+        // is not UTF-8; each caller finishes the warning with its default.
+        let text = |name: &str| -> Result<Option<String>, String> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|raw| format!("{name}={raw:?} is not valid UTF-8")),
             }
         };
+        let string = |name: &str, default: &str, warnings: &mut Vec<String>| -> Option<String> {
+            text(name).unwrap_or_else(|w| {
+                warnings.push(format!("{w}; using the default ({default})"));
+                None
+            })
+        };
         let num = |name: &str, default: u64, min: u64, max: u64, warnings: &mut Vec<String>| -> u64 {
-            match text(name, warnings) {
+            match string(name, &default.to_string(), warnings) {
                 None => default,
                 Some(v) => match v.trim().parse::<u64>() {
                     Ok(n) if (min..=max).contains(&n) => n,
@@ -74,7 +79,7 @@ impl Config {
         c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2, &mut warnings);
         c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16, &mut warnings) as usize;
         let flag = |name: &str, default: bool, warnings: &mut Vec<String>| -> bool {
-            match text(name, warnings).as_deref().map(str::trim) {
+            match string(name, &(default as u8).to_string(), warnings).as_deref().map(str::trim) {
                 None => default,
                 Some("1") | Some("true") | Some("yes") | Some("on") => true,
                 Some("0") | Some("false") | Some("no") | Some("off") => false,
@@ -87,12 +92,12 @@ impl Config {
         c.jit = flag("DRTI_JIT", c.jit, &mut warnings);
         c.perf_map = flag("DRTI_PERF_MAP", c.perf_map, &mut warnings);
         c.disable = flag("DRTI_DISABLE", c.disable, &mut warnings);
-        if let Some(v) = text("DRTI_LOG", &mut warnings).filter(|v| !v.trim().is_empty()) {
+        if let Some(v) = string("DRTI_LOG", &c.log, &mut warnings).filter(|v| !v.trim().is_empty()) {
             c.log = v;
         }
-        c.log_file = text("DRTI_LOG_FILE", &mut warnings).filter(|v| !v.is_empty());
-        c.dump = text("DRTI_DUMP", &mut warnings).filter(|v| !v.is_empty());
-        c.test_jit_fail = text("DRTI_TEST_JIT_FAIL", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        c.log_file = string("DRTI_LOG_FILE", "stderr", &mut warnings).filter(|v| !v.is_empty());
+        c.dump = string("DRTI_DUMP", "no dump", &mut warnings).filter(|v| !v.is_empty());
+        c.test_jit_fail = string("DRTI_TEST_JIT_FAIL", "none", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
         (c, warnings)
     }
 
@@ -149,6 +154,7 @@ mod tests {
         for (warning, name) in w.iter().zip(["DRTI_HOT_THRESHOLD", "DRTI_JIT", "DRTI_DUMP"]) {
             assert!(warning.starts_with(name) && warning.contains("not valid UTF-8"), "{warning}");
         }
+        assert!(w[0].ends_with("using the default (10000)"), "{}", w[0]);
     }
 
     #[test]

@@ -2,6 +2,12 @@
 use drti_instrument::{help, inspect, report};
 
 fn main() {
+    // `drti inspect FILE | head` ends like any Unix tool: quietly, by SIGPIPE, when the
+    // reader goes away; Rust's runtime ignores SIGPIPE, which makes println! panic instead.
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.first().map(String::as_str) {
         Some("inspect") => {
