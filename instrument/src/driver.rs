@@ -196,6 +196,8 @@ struct Parsed {
     compile_only: bool,
     /// The last of `-flto` / `-fno-lto` was `-flto`: clang makes bitcode objects itself.
     lto: bool,
+    /// A `-x` after the last input, which clang warns has no effect.
+    trailing_language: Vec<String>,
 }
 
 /// Expands `@file` response files (clang's GNU quoting), recursively.
@@ -255,7 +257,7 @@ fn split_response(text: &str) -> Vec<String> {
 /// `None` when the command must go to clang unchanged (an action other than compiling to
 /// an object, or an option missing its value, which clang then reports).
 fn parse(args: &[String]) -> Option<Parsed> {
-    let mut out = Parsed { args: Vec::new(), output: None, compile_only: false, lto: false };
+    let mut out = Parsed { args: Vec::new(), output: None, compile_only: false, lto: false, trailing_language: Vec::new() };
     let mut lang: Option<String> = None;
     let mut inputs_only = false;
     let mut i = 0;
@@ -264,6 +266,7 @@ fn parse(args: &[String]) -> Option<Parsed> {
         i += 1;
         if inputs_only || a == "-" || !a.starts_with('-') {
             out.args.push(Arg::Input { path: a.clone(), lang: lang.clone() });
+            out.trailing_language.clear();
             continue;
         }
         if a == "--" {
@@ -286,7 +289,10 @@ fn parse(args: &[String]) -> Option<Parsed> {
             Role::Lto => out.lto = true,
             Role::NoLto => out.lto = false,
             Role::Output => out.output = Some(value()),
-            Role::Language => lang = Some(value()).filter(|l| l != "none"),
+            Role::Language => {
+                lang = Some(value()).filter(|l| l != "none");
+                out.trailing_language = [&[a.clone()][..], values].concat();
+            }
             role => {
                 let mut v = vec![a.clone()];
                 v.extend_from_slice(values);
@@ -464,10 +470,7 @@ pub fn main(argv0: &str, args: Vec<String>) -> i32 {
         } else {
             scratch.0.join(format!("{n}-{}", with_ext(path, "o"))).to_string_lossy().into_owned()
         };
-        // In a compile-only command the link options are unused, and clang says so: give
-        // them to one compile so its diagnostics appear once, as from plain clang. When
-        // linking, they belong to the link step alone.
-        let step = Step { src: path, lang, object: &object, scratch: &scratch.0.join(n.to_string()), link_options: p.compile_only && n == 0 };
+        let step = Step { src: path, lang, object: &object, scratch: &scratch.0.join(n.to_string()), first: n == 0 };
         let status = compile_one(&tool, &clang, &p, &step, &skip);
         if status != 0 {
             return status;
@@ -531,8 +534,9 @@ struct Step<'a> {
     object: &'a str,
     /// Scratch path stem for the bitcode files.
     scratch: &'a Path,
-    /// Give this compile the command's link options too (see [`main`]).
-    link_options: bool,
+    /// The first compile of the command: it also gets what clang diagnoses once per
+    /// command (see [`compile_one`]).
+    first: bool,
 }
 
 /// Source → bitcode → decorated bitcode → object. Returns clang's status (0 on success).
@@ -541,9 +545,13 @@ fn compile_one(tool: &str, clang: &str, p: &Parsed, step: &Step, skip: &[String]
     let dec = step.scratch.with_extension("drti.bc");
     let options: Vec<(&str, Role, &Vec<String>)> = p.args.iter().filter_map(|a| if let Arg::Opt { name, role, args } = a { Some((*name, *role, args)) } else { None }).collect();
 
+    // Clang reports some things once per command: unused link options in a compile-only
+    // command (when linking they belong to the link step alone) and a `-x` after the last
+    // input. The first compile gets them, so the user sees clang's own diagnostics once.
+    let report_command = step.first;
     let mut front = Command::new(clang);
     for (_, role, v) in &options {
-        if *role != Role::Link || step.link_options {
+        if *role != Role::Link || (report_command && p.compile_only) {
             front.args(v.iter());
         }
     }
@@ -559,7 +567,11 @@ fn compile_one(tool: &str, clang: &str, p: &Parsed, step: &Step, skip: &[String]
         }
     }
     // `-` makes clang read the source from our standard input, as it would for the user.
-    front.args(["-c", "-emit-llvm", "-x", step.lang, step.src, "-o"]).arg(&bc);
+    front.args(["-c", "-emit-llvm", "-x", step.lang, step.src]);
+    if report_command {
+        front.args(&p.trailing_language);
+    }
+    front.arg("-o").arg(&bc);
     let status = run(tool, &mut front);
     if status != 0 {
         return status;

@@ -131,6 +131,9 @@ fn clang_diagnostics_reach_the_user_as_clang_prints_them() {
         (&["-c", "a.c", "b.c", "-lm", "-L/nonexistent"], true),
         (&["-c", "a.c", "-Wl,--as-needed", "-o", "x.o"], true),
         (&["a.c", "-lm", "-Wl,--as-needed", "-o", "x"], false),
+        (&["-c", "a.c", "-x", "c"], true),
+        (&["a.c", "-o", "x", "-x", "c"], true),
+        (&["-c", "a.c", "-undef", "-MD", "-MF", "a.d", "-o", "a.o"], false),
     ];
     for (flags, noisy) in cases {
         let plain = output(cmd("clang-19", &dir).args(*flags));
