@@ -395,6 +395,30 @@ fn with_ext(path: &str, ext: &str) -> String {
     Path::new(path).with_extension(ext).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| format!("out.{ext}"))
 }
 
+/// Entry point with the raw arguments. Clang takes any bytes (file names are bytes);
+/// drti-cc decorates commands it can read as text and hands the others to clang as they
+/// are, with one warning when that leaves a C/C++ compile undecorated.
+pub fn main_os(argv0: &str, args: Vec<OsString>) -> i32 {
+    let bad = match args.iter().map(|a| a.clone().into_string()).collect::<Result<Vec<String>, OsString>>() {
+        Ok(text) => return main(argv0, text),
+        Err(bad) => bad,
+    };
+    let tool = Path::new(argv0).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "drti-cc".into());
+    let clang = match clang_for(&tool, tool.ends_with("++")) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{tool}: error: {e}");
+            return 1;
+        }
+    };
+    let lossy: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    let compiles = parse(&lossy).is_some_and(|p| !p.lto && p.args.iter().any(|a| matches!(a, Arg::Input { path, lang } if source_language(path, lang.as_deref()).is_some())));
+    if compiles {
+        eprintln!("{tool}: warning: argument {bad:?} is not valid UTF-8; compiled as plain clang would, drti will not optimise it");
+    }
+    run(&tool, Command::new(&clang).args(&args))
+}
+
 /// Entry point of drti-cc / drti-c++. `argv0` decides C or C++ (a name ending in `++`).
 pub fn main(argv0: &str, args: Vec<String>) -> i32 {
     let tool = Path::new(argv0).file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "drti-cc".into());

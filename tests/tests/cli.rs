@@ -217,3 +217,21 @@ fn non_utf8_build_variables_warn_once_and_use_the_default() {
         assert!(decorated(&dir.join("p")), "{var}: not decorated");
     }
 }
+
+#[test]
+fn non_utf8_arguments_are_handled_not_panicked_on() {
+    let dir = scratch("cli-args");
+    let name = OsString::from_vec(b"prog\xff.c".to_vec());
+    std::fs::copy(prog(), dir.join(&name)).unwrap();
+    // clang takes the file; drti-cc compiles it as clang would and says it is not decorated.
+    let out = output(cmd(tool("drti-cc"), &dir).arg("-c").arg(&name).args(["-o", "p.o"]));
+    ok(&out, "drti-cc with a non-UTF-8 file name");
+    let err = stderr(&out);
+    assert!(!err.contains("panicked") && err.lines().count() == 1 && err.contains("not valid UTF-8"), "{err}");
+    link(&dir, "p.o", "p");
+    assert_eq!(ok(&output(cmd(dir.join("p"), &dir)), "p"), "__linux__ defined\nhello\n");
+    // drti reports a usage error.
+    let out = output(cmd(tool("drti"), &dir).arg("inspect").arg(&name));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked") && stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
+}

@@ -6,7 +6,7 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let mut args = std::env::args();
-    let argv0 = args.next().unwrap_or_else(|| "drti-cc".into());
-    std::process::exit(drti_instrument::driver::main(&argv0, args.collect()));
+    let mut args = std::env::args_os();
+    let argv0 = args.next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_else(|| "drti-cc".into());
+    std::process::exit(drti_instrument::driver::main_os(&argv0, args.collect()));
 }

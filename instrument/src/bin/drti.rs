@@ -8,7 +8,10 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => std::process::exit(usage(&format!("argument {bad:?} is not valid UTF-8"))),
+    };
     let code = match args.first().map(String::as_str) {
         Some("inspect") => {
             let json = args.iter().any(|a| a == "--json");
