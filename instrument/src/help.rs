@@ -58,4 +58,6 @@ Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
   DRTI_MAX_TARGETS=N    hot targets inlined per site (4)
   DRTI_PERF_MAP=0|1     1 = append JIT'd symbols to /tmp/perf-<pid>.map (0)
   DRTI_DISABLE=0|1      1 = the agent does nothing at all (0)
+A malformed value (one that is not valid UTF-8 included) is one warning naming the
+variable, and the default is used.
 ";
