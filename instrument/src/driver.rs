@@ -8,6 +8,12 @@
 //! that is not a C/C++ compile to an object (link steps, assembly, `-E`, `-S`,
 //! `-emit-llvm`, `-flto`, `--version`, ...) is handed to clang unchanged, so errors and
 //! exit statuses are clang's own.
+//!
+//! Options are read the way clang reads them: by exact name or by the joined forms of
+//! clang's option kinds, longest name first (the table `OPTIONS`, audited against clang-19 by the
+//! unit tests). Each option goes to the steps that use it; what clang diagnoses once per
+//! command (unused link options under `-c`, a `-x` after the last input) goes to the first
+//! compile, so the user sees clang's own diagnostics once.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -55,8 +61,8 @@ impl Kind {
 enum Role {
     /// Given to every step (also what an option drti-cc does not know gets).
     Compile,
-    /// Used when making bitcode, not when compiling it (include paths, macros, dependency
-    /// files).
+    /// Used when making bitcode from the source, not when compiling the bitcode (include
+    /// paths, macros, files that describe the source: dependencies, diagnostics).
     Preprocess,
     /// Used only when linking: clang's compile step does not read it.
     Link,
@@ -147,7 +153,7 @@ const OPTIONS: &[Opt] = &[
     o("-lazy_library", S(1), L), o("-image_base", S(1), L), o("-sectalign", S(3), L), o("-segaddr", S(2), L),
     o("-sectcreate", S(3), L),
     // Other options that take separate values (clang-19 says `argument to 'X' is missing`).
-    o("--analyzer-output", S(1), C), o("--param", S(1), C), o("--serialize-diagnostics", S(1), C),
+    o("--analyzer-output", S(1), C), o("--param", S(1), C), o("--serialize-diagnostics", S(1), Pre),
     o("--vfsoverlay", S(1), C), o("-B", JS, C), o("-F", JS, C), o("-G", JS, C), o("-Xanalyzer", S(1), C),
     o("-Xarch_", JAS, C), o("-Xarch_device", S(1), C), o("-Xarch_host", S(1), C), o("-Xassembler", S(1), C),
     o("-Xclang", S(1), C), o("-Xcuda-fatbinary", S(1), C), o("-Xcuda-ptxas", S(1), C),
@@ -156,11 +162,11 @@ const OPTIONS: &[Opt] = &[
     o("-ccc-install-dir", S(1), C), o("-ccc-objcmt-migrate", S(1), C), o("-darwin-target-variant", S(1), C),
     o("-darwin-target-variant-triple", S(1), C), o("-dsym-dir", S(1), C), o("-dumpdir", S(1), C),
     o("-fdebug-compilation-dir", S(1), C), o("-fexperimental-openacc-macro-override", S(1), C),
-    o("-fmodules-user-build-path", S(1), C), o("-ftrapv-handler", S(1), C), o("-gen-cdb-fragment-path", S(1), C),
+    o("-fmodules-user-build-path", S(1), C), o("-ftrapv-handler", S(1), C), o("-gen-cdb-fragment-path", S(1), Pre),
     o("-hlsl-entry", S(1), C), o("-iapinotes-modules", S(1), C), o("-imultilib", S(1), C), o("-isysroot", JS, C),
     o("--sysroot", S(1), C), o("-ivfsoverlay", JS, C), o("-meabi", S(1), C), o("-mllvm", S(1), C),
     o("-mmlir", S(1), C), o("-module-dependency-dir", S(1), C), o("-mthread-model", S(1), C),
-    o("-resource-dir", S(1), C), o("-serialize-diagnostics", S(1), C), o("-validator-version", S(1), C),
+    o("-resource-dir", S(1), C), o("-serialize-diagnostics", S(1), Pre), o("-validator-version", S(1), C),
     o("-vfsoverlay", S(1), C), o("-working-directory", S(1), C), o("-target", S(1), C), o("--prefix", S(1), C),
     o("--encoding", S(1), C), o("--resource", S(1), C), o("--output-class-directory", S(1), C),
     o("--dyld-prefix", S(1), C),
