@@ -1,5 +1,8 @@
 //! The agent's configuration: the DRTI_* environment of DESIGN.md, read once at start.
-//! A malformed value is one warning naming the variable; the default is used.
+//! A malformed value (not UTF-8 included) is one warning naming the variable; the default
+//! is used.
+
+use std::ffi::OsString;
 
 /// Everything the agent reads from the environment.
 #[derive(Clone, Debug)]
@@ -41,13 +44,28 @@ impl Default for Config {
 }
 
 impl Config {
-    /// Reads the configuration through `get` (the process environment in the agent);
-    /// returns it with the warnings to report once logging is up.
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> (Config, Vec<String>) {
+    /// Reads the configuration through `get` (the process environment in the agent, raw
+    /// bytes as the kernel gave them); returns it with the warnings to report once logging
+    /// is up. A value that is not UTF-8 is one warning naming the variable, and the default.
+    pub fn from_env(get: impl Fn(&str) -> Option<OsString>) -> (Config, Vec<String>) {
         let mut c = Config::default();
         let mut warnings = Vec::new();
-        let mut num = |name: &str, default: u64, min: u64, max: u64| -> u64 {
+        // The value of `name` as text: None when unset, Err(the start of a warning) when it
+        // is not UTF-8; each caller finishes the warning with its default.
+        let text = |name: &str| -> Result<Option<String>, String> {
             match get(name) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|raw| format!("{name}={raw:?} is not valid UTF-8")),
+            }
+        };
+        let string = |name: &str, default: &str, warnings: &mut Vec<String>| -> Option<String> {
+            text(name).unwrap_or_else(|w| {
+                warnings.push(format!("{w}; using the default ({default})"));
+                None
+            })
+        };
+        let num = |name: &str, default: u64, min: u64, max: u64, warnings: &mut Vec<String>| -> u64 {
+            match string(name, &default.to_string(), warnings) {
                 None => default,
                 Some(v) => match v.trim().parse::<u64>() {
                     Ok(n) if (min..=max).contains(&n) => n,
@@ -58,10 +76,10 @@ impl Config {
                 },
             }
         };
-        c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2);
-        c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16) as usize;
-        let mut flag = |name: &str, default: bool| -> bool {
-            match get(name).as_deref().map(str::trim) {
+        c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2, &mut warnings);
+        c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16, &mut warnings) as usize;
+        let flag = |name: &str, default: bool, warnings: &mut Vec<String>| -> bool {
+            match string(name, &(default as u8).to_string(), warnings).as_deref().map(str::trim) {
                 None => default,
                 Some("1") | Some("true") | Some("yes") | Some("on") => true,
                 Some("0") | Some("false") | Some("no") | Some("off") => false,
@@ -71,15 +89,15 @@ impl Config {
                 }
             }
         };
-        c.jit = flag("DRTI_JIT", c.jit);
-        c.perf_map = flag("DRTI_PERF_MAP", c.perf_map);
-        c.disable = flag("DRTI_DISABLE", c.disable);
-        if let Some(v) = get("DRTI_LOG").filter(|v| !v.trim().is_empty()) {
+        c.jit = flag("DRTI_JIT", c.jit, &mut warnings);
+        c.perf_map = flag("DRTI_PERF_MAP", c.perf_map, &mut warnings);
+        c.disable = flag("DRTI_DISABLE", c.disable, &mut warnings);
+        if let Some(v) = string("DRTI_LOG", &c.log, &mut warnings).filter(|v| !v.trim().is_empty()) {
             c.log = v;
         }
-        c.log_file = get("DRTI_LOG_FILE").filter(|v| !v.is_empty());
-        c.dump = get("DRTI_DUMP").filter(|v| !v.is_empty());
-        c.test_jit_fail = get("DRTI_TEST_JIT_FAIL").map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        c.log_file = string("DRTI_LOG_FILE", "stderr", &mut warnings).filter(|v| !v.is_empty());
+        c.dump = string("DRTI_DUMP", "no dump", &mut warnings).filter(|v| !v.is_empty());
+        c.test_jit_fail = string("DRTI_TEST_JIT_FAIL", "none", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
         (c, warnings)
     }
 
@@ -95,8 +113,14 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    use std::os::unix::ffi::OsStringExt;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from(v))
+    }
+
+    fn raw_env(pairs: Vec<(&'static str, Vec<u8>)>) -> impl Fn(&str) -> Option<OsString> {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| OsString::from_vec(v.clone()))
     }
 
     #[test]
@@ -115,5 +139,37 @@ mod tests {
         assert_eq!((c.hot_threshold, c.jit, c.max_targets), (10_000, true, 4));
         assert_eq!(w.len(), 3);
         assert!(w[0].contains("DRTI_HOT_THRESHOLD"));
+    }
+
+    #[test]
+    fn non_utf8_values_warn_once_each_and_default() {
+        let (c, w) = Config::from_env(raw_env(vec![
+            ("DRTI_HOT_THRESHOLD", b"1\xff".to_vec()),
+            ("DRTI_JIT", vec![0xff]),
+            ("DRTI_DUMP", b"/tmp/d\xfe.json".to_vec()),
+            ("DRTI_MAX_TARGETS", b"2".to_vec()),
+        ]));
+        assert_eq!((c.hot_threshold, c.jit, c.dump, c.max_targets), (10_000, true, None, 2));
+        assert_eq!(w.len(), 3, "{w:?}");
+        for (warning, name) in w.iter().zip(["DRTI_HOT_THRESHOLD", "DRTI_JIT", "DRTI_DUMP"]) {
+            assert!(warning.starts_with(name) && warning.contains("not valid UTF-8"), "{warning}");
+        }
+        assert!(w[0].ends_with("using the default (10000)"), "{}", w[0]);
+    }
+
+    #[test]
+    fn every_variable_is_read_once() {
+        let seen = std::cell::RefCell::new(Vec::new());
+        let (_, w) = Config::from_env(|k| {
+            seen.borrow_mut().push(k.to_owned());
+            Some(OsString::from_vec(vec![0xff]))
+        });
+        let mut names = seen.into_inner();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "a variable was read twice: {names:?}");
+        assert!(names.iter().all(|k| k.starts_with("DRTI_")));
+        assert_eq!(w.len(), n, "one warning per unreadable variable: {w:?}");
     }
 }

@@ -98,7 +98,7 @@ fn start() -> bool {
     if unsafe { libc::getauxval(libc::AT_SECURE) } != 0 {
         return false;
     }
-    let (config, mut warnings) = Config::from_env(|k| std::env::var(k).ok());
+    let (config, mut warnings) = Config::from_env(|k| std::env::var_os(k));
     if config.disable {
         return false;
     }

@@ -9,8 +9,10 @@ Usage: drti-cc [clang options] files...      (drti-c++ for C++)
 Every clang option is accepted and means what it means to clang-19. Each C/C++ compile
 step is decorated: clang emits bitcode with your flags, drti embeds the clean bitcode and
 adds call-site profiling and patchable entries, then clang compiles it with your code
-generation flags. Link steps, assembly, -E, -S, -emit-llvm, -flto, --version and anything
-else pass straight to clang. A decorated program runs normally without the agent; run it
+generation flags; a source read from standard input (-x c -) is decorated too, and -v
+shows clang's commands for each step. Link steps, assembly, -E, -S, -emit-llvm, -flto,
+--version and anything else pass straight to clang, and clang's own warnings and errors
+reach you as clang prints them. A decorated program runs normally without the agent; run it
 with LD_PRELOAD=libdrti_agent.so to let drti inline hot indirect calls.
 
 drti options (not passed to clang):
@@ -24,6 +26,7 @@ Environment:
   DRTI_CLANGXX=PATH clang++ used by drti-c++ (default clang++-19; must be LLVM 19)
   DRTI_SKIP=a,b     functions (IR names) not to profile; __attribute__((annotate(\"drti_skip\")))
                     in the source does the same
+  A value that is not valid UTF-8 is one warning naming the variable; the default is used.
 
 Selection: every defined function that makes an indirect call (function pointer, C++
 virtual call) gets its sites profiled; every defined function gets a patchable entry and
@@ -55,4 +58,6 @@ Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
   DRTI_MAX_TARGETS=N    hot targets inlined per site (4)
   DRTI_PERF_MAP=0|1     1 = append JIT'd symbols to /tmp/perf-<pid>.map (0)
   DRTI_DISABLE=0|1      1 = the agent does nothing at all (0)
+A malformed value (one that is not valid UTF-8 included) is one warning naming the
+variable, and the default is used.
 ";

@@ -2,7 +2,16 @@
 use drti_instrument::{help, inspect, report};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // `drti inspect FILE | head` ends like any Unix tool: quietly, by SIGPIPE, when the
+    // reader goes away; Rust's runtime ignores SIGPIPE, which makes println! panic instead.
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let args: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(args) => args,
+        Err(bad) => std::process::exit(usage(&format!("argument {bad:?} is not valid UTF-8"))),
+    };
     let code = match args.first().map(String::as_str) {
         Some("inspect") => {
             let json = args.iter().any(|a| a == "--json");
