@@ -12,9 +12,13 @@ pub mod config;
 pub mod discover;
 pub mod dump;
 pub mod edges;
+pub mod guardrails;
 pub mod jit_bridge;
 pub mod patch;
 pub mod preload;
 pub mod profile;
 pub mod state;
 pub mod worker;
+
+#[global_allocator]
+static ALLOCATOR: guardrails::AgentAllocator = guardrails::Guarded::system();

@@ -150,6 +150,13 @@ fn ensure_tools(agent: &mut Agent) -> Result<(), String> {
         }
     }
     if agent.jit.is_none() {
+        if let Err(e) = crate::guardrails::jit_headroom() {
+            // One warning; profile only from now on (nothing is queued again).
+            tracing::warn!("{e}");
+            agent.config.jit = false;
+            agent.pending.clear();
+            return Err(e);
+        }
         let t = Instant::now();
         agent.jit = Some(crate::jit_bridge::Jit::load(agent.config.perf_map));
         agent.jit_load_ms = Some(t.elapsed().as_secs_f64() * 1e3);
@@ -305,6 +312,13 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
         inject_failure: agent.config.test_jit_fail.contains(&name) as u32,
     };
     tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
+    if let Err(e) = crate::guardrails::jit_headroom() {
+        tracing::warn!(function = %name, "{e}");
+        agent.config.jit = false;
+        agent.pending.clear();
+        agent.functions.entry(f).or_default().0 = FnStatus::Given;
+        return;
+    }
     let started = Instant::now();
     let res = match &agent.jit {
         Some(Ok(jit)) => jit.compile(&req),
