@@ -23,37 +23,46 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const MIB: u64 = 1 << 20;
 
-// The needs below were measured here (demo/kernel, threshold 100, VmSize / VmData from
-// /proc at each check, smallest `ulimit -v` that still works, the checks disabled):
+// The needs below were measured here (demo/kernel and tests/progs/limits_hot.c, threshold
+// 100, VmSize / VmData from /proc at each check; smallest `ulimit -v` / `ulimit -d` that
+// still works with the checks disabled):
 // - the agent mapped and idle: VmSize 5.3 MiB, VmData 0.8 MiB. With its thread running
 //   and profiling (DRTI_JIT=0): 9.5 / 5.0 MiB; it runs at `ulimit -v 10000`, and its
 //   thread cannot start at 8000.
-// - glibc gives the agent thread a malloc arena of its own, a 64 MiB reservation, made
-//   with a transient 128 MiB mapping; when the limit leaves no room for that (under about
-//   135 MiB), the thread's allocations are served by plain mmaps instead. So VmSize is
-//   about 75 MiB once the JIT is loaded without an arena, 77 MiB with the arena before.
-// - libdrti_jit.so reserves its PT_LOAD span (49 MiB, 2.3 MiB writable: read from the
-//   file at the check). LLVM's start-up then takes 17 MiB address space, 12 MiB data
-//   outside an arena (9.5 -> 75.8 MiB VmSize, 5.0 -> 19.5 MiB VmData in all).
-// - compiling apply+twice then needed under 8.2 MiB more: it works at `ulimit -v 84000`
-//   (75.8 MiB in use at the compile), fails with std::bad_alloc at 80000.
-// With the arena (limits above ~135 MiB) LLVM's heap lives inside the reservation that
-// VmSize already counts, so the JIT needs are then over-estimated by up to 36 MiB: the
-// JIT is refused where it might just have fitted, which is only slower.
+// - glibc gives the agent thread a malloc arena of its own: a 64 MiB reservation, made
+//   through a transient 128 MiB mapping. When RLIMIT_AS leaves no room
+//   for that, the thread's allocations are served by one mmap each (at least a page).
+// - libdrti_jit.so reserves its PT_LOAD span (49 MiB, 2.3 MiB of it writable: read from
+//   the file at the check). Without an arena, LLVM's start-up then takes 17 MiB address
+//   space and 12 MiB data (9.5 -> 75.8 MiB VmSize, 5.0 -> 19.5 MiB VmData in all), and
+//   compiling apply+twice under 8.2 MiB more: it works at `ulimit -v 84000` (75.8 MiB in
+//   use at the compile) and throws std::bad_alloc at 80000.
+// - with an arena, loading and compiling grow VmData by about 1 MiB (limits_hot); the
+//   old agent compiled demo/virtual and demo/exception at `ulimit -d 8000`, and
+//   limits_hot failed there with std::bad_alloc (at 10000 it worked).
+// With the arena, LLVM's heap lives inside a reservation VmSize already counts, so the
+// address-space needs below are then over-estimated by up to 36 MiB: the JIT is refused
+// where it might just have fitted, which is only slower.
 
 /// Address space the agent itself needs beyond what is mapped when its constructor runs
 /// (its thread's 2 MiB stack, tables, per-allocation mmaps when it has no arena).
 const AGENT_AS: u64 = 8 * MIB;
 /// Data (private writable memory, RLIMIT_DATA) the agent itself needs.
-const AGENT_DATA: u64 = 8 * MIB;
+const AGENT_DATA: u64 = 6 * MIB;
 /// LLVM's start-up beyond the JIT library's mapping.
 const JIT_INIT_AS: u64 = 20 * MIB;
-const JIT_INIT_DATA: u64 = 16 * MIB;
+const JIT_INIT_DATA: u64 = 2 * MIB;
 /// One typical compile (parsing, O2, code generation of a function and its targets).
 const COMPILE_AS: u64 = 16 * MIB;
-const COMPILE_DATA: u64 = 16 * MIB;
-/// Slack for what the application maps meanwhile.
-const MARGIN: u64 = 8 * MIB;
+const COMPILE_DATA: u64 = 3 * MIB;
+/// Extra data when the agent thread has no arena (every small allocation takes a page).
+const NO_ARENA_DATA: u64 = 12 * MIB;
+/// Address space LLVM takes outside an existing arena (measured 3.4 MiB: 76.6 -> 129.0
+/// MiB VmSize for loading the 49 MiB library and compiling, arena made beforehand).
+const ARENA_OVERHEAD: u64 = 4 * MIB;
+/// Slack for what the application maps meanwhile (address space, data).
+const MARGIN_AS: u64 = 8 * MIB;
+const MARGIN_DATA: u64 = 2 * MIB;
 
 /// Sanitizer runtimes, each recognised by a symbol its runtime exports to the dynamic
 /// symbol table (checked with clang-19: `nm -D` of `-fsanitize=X` programs). ASan's
@@ -107,11 +116,48 @@ pub fn note(msg: &str) {
 /// fits in the process's memory limits. `Err` is the warning to print; the caller must
 /// then not load the library nor compile.
 pub fn jit_headroom() -> Result<(), String> {
-    let (as_need, data_need) = match jit_library_need() {
-        None => (COMPILE_AS, COMPILE_DATA),
-        Some((span, writable)) => (span + JIT_INIT_AS + COMPILE_AS, writable + JIT_INIT_DATA + COMPILE_DATA),
+    let library = jit_library_need();
+    // With an arena of its own, the agent thread's (LLVM's) heap grows inside a
+    // reservation VmSize already counts; without, every allocation is an mmap of its own.
+    let (heap_as, heap_data) = match (library.is_some(), thread_has_arena()) {
+        (true, true) => (ARENA_OVERHEAD, JIT_INIT_DATA + COMPILE_DATA),
+        (true, false) => (JIT_INIT_AS + COMPILE_AS, JIT_INIT_DATA + COMPILE_DATA + NO_ARENA_DATA),
+        (false, true) => (ARENA_OVERHEAD, COMPILE_DATA),
+        (false, false) => (COMPILE_AS, COMPILE_DATA + NO_ARENA_DATA),
     };
-    check(as_need, data_need, "the JIT").map_err(|e| format!("JIT off: {e}; the program runs unoptimised"))
+    let (span, writable) = library.unwrap_or((0, 0));
+    check(span + heap_as, writable + heap_data, "the JIT").map_err(|e| format!("JIT off: {e}; the program runs unoptimised"))
+}
+
+/// Whether glibc's malloc serves the calling thread from an arena of its own (not the
+/// main one, not one mmap per allocation). Read from the header glibc keeps before each
+/// chunk (its size word: bit 1 = mmapped, bit 2 = non-main arena), and only when `malloc`
+/// is glibc's; false (the conservative answer) otherwise.
+fn thread_has_arena() -> bool {
+    let mut info = libc::Dl_info { dli_fname: std::ptr::null(), dli_fbase: std::ptr::null_mut(), dli_sname: std::ptr::null(), dli_saddr: std::ptr::null_mut() };
+    // SAFETY: dlsym and dladdr only read the loader's tables.
+    let glibc = unsafe {
+        let m = libc::dlsym(libc::RTLD_DEFAULT, c"malloc".as_ptr());
+        !m.is_null() && libc::dladdr(m, &mut info) != 0 && !info.dli_fname.is_null() && std::ffi::CStr::from_ptr(info.dli_fname).to_bytes().ends_with(b"/libc.so.6")
+    };
+    if !glibc {
+        return false;
+    }
+    // SAFETY: a chunk from glibc's malloc is preceded by its 8-byte size word, which is
+    // inside the chunk's header (readable); the block is freed right after.
+    unsafe {
+        // Larger than glibc's per-thread cache serves (1032 bytes): a cached block may be
+        // one another thread allocated, from its arena.
+        let p = libc::malloc(2048) as *const usize;
+        if p.is_null() {
+            return false;
+        }
+        // black_box: the compiler must not reason about the block (reading before it is
+        // outside the allocation as far as it knows) nor elide the malloc/free pair.
+        let size = std::hint::black_box(p).sub(1).read_volatile();
+        libc::free(p as *mut libc::c_void);
+        size & 2 == 0 && size & 4 != 0
+    }
 }
 
 /// The sanitizer whose runtime is in the process, if any.
@@ -170,17 +216,13 @@ fn check(as_need: u64, data_need: u64, what: &str) -> Result<(), String> {
 /// The decision of [`check`], apart from reading the process's state.
 fn fits(used: Usage, as_limit: Option<u64>, data_limit: Option<u64>, as_need: u64, data_need: u64, what: &str) -> Result<(), String> {
     let mib = |b: u64| b.div_ceil(MIB);
-    for (limit, used, need, name) in
-        [(as_limit, used.address_space, as_need, "RLIMIT_AS (ulimit -v)"), (data_limit, used.data, data_need, "RLIMIT_DATA (ulimit -d)")]
-    {
+    for (limit, used, need, name) in [
+        (as_limit, used.address_space, as_need + MARGIN_AS, "RLIMIT_AS (ulimit -v)"),
+        (data_limit, used.data, data_need + MARGIN_DATA, "RLIMIT_DATA (ulimit -d)"),
+    ] {
         if let Some(limit) = limit {
-            if used.saturating_add(need).saturating_add(MARGIN) > limit {
-                return Err(format!(
-                    "{what} needs about {} MiB more memory, but {name} is {} MiB with {} MiB in use",
-                    mib(need + MARGIN),
-                    mib(limit),
-                    mib(used)
-                ));
+            if used.saturating_add(need) > limit {
+                return Err(format!("{what} needs about {} MiB more memory, but {name} is {} MiB with {} MiB in use", mib(need), mib(limit), mib(used)));
             }
         }
     }
@@ -527,6 +569,13 @@ mod tests {
         let (span, writable) = load_span(&me).expect("PT_LOADs");
         assert!(span > 4096 && writable > 0 && writable < span, "{span} {writable}");
         assert_eq!(load_span(b"not an elf"), None);
+    }
+
+    #[test]
+    fn a_spawned_thread_has_its_own_arena() {
+        // glibc gives a new thread an arena (or shares a non-main one past its limit).
+        let r = std::thread::spawn(thread_has_arena).join().unwrap();
+        assert!(r);
     }
 
     #[test]
