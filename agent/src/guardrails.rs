@@ -40,9 +40,10 @@ const MIB: u64 = 1 << 20;
 // - with an arena, loading and compiling grow VmData by about 1 MiB (limits_hot); the
 //   old agent compiled demo/virtual and demo/exception at `ulimit -d 8000`, and
 //   limits_hot failed there with std::bad_alloc (at 10000 it worked).
-// With the arena, LLVM's heap lives inside a reservation VmSize already counts, so the
-// address-space needs below are then over-estimated by up to 36 MiB: the JIT is refused
-// where it might just have fitted, which is only slower.
+// So the needs depend on whether the agent thread has an arena (read from glibc's chunk
+// header, `thread_has_arena`): with one, LLVM's heap grows inside a reservation VmSize
+// already counts (until a compile outgrows its 64 MiB, when glibc needs a second one);
+// without, the no-arena numbers apply, and they are the answer for other allocators too.
 
 /// Address space the agent itself needs beyond what is mapped when its constructor runs
 /// (its thread's 2 MiB stack, tables, per-allocation mmaps when it has no arena).
@@ -503,10 +504,10 @@ mod tests {
         // SAFETY: valid layouts; the pointers are used within their sizes.
         unsafe {
             let a = g.alloc(l);
-            assert!(!a.is_null() && R.contains(a) && a as usize % 8 == 0);
+            assert!(!a.is_null() && R.contains(a) && (a as usize).is_multiple_of(8));
             assert!(R.failed.load(Ordering::Relaxed));
             let b = g.alloc_zeroed(Layout::from_size_align(100, 64).unwrap());
-            assert!(b as usize % 64 == 0 && b as usize >= a as usize + 8);
+            assert!((b as usize).is_multiple_of(64) && b as usize >= a as usize + 8);
             assert!((0..100).all(|i| *b.add(i) == 0));
             a.write_bytes(7, 8);
             let c = g.realloc(a, l, 16);
