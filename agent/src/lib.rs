@@ -14,6 +14,7 @@ pub mod discover;
 pub mod dump;
 pub mod edges;
 pub mod guard_slots;
+pub mod guardrails;
 pub mod jit_bridge;
 pub mod lifecycle;
 pub mod patch;
@@ -21,3 +22,6 @@ pub mod preload;
 pub mod profile;
 pub mod state;
 pub mod worker;
+
+#[global_allocator]
+static ALLOCATOR: guardrails::AgentAllocator = guardrails::Guarded::system();

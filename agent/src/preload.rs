@@ -102,6 +102,10 @@ fn start() -> bool {
     if config.disable {
         return false;
     }
+    if let Err(e) = crate::guardrails::preflight() {
+        crate::guardrails::note(&e);
+        return false;
+    }
     warnings.extend(dump::init_logging(&config));
     for w in &warnings {
         tracing::warn!("{w}");

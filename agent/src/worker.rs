@@ -124,6 +124,9 @@ fn run() {
                 record(&mut agent, &s);
                 idle = false;
             }
+            if agent.config.jit && crate::guardrails::out_of_memory() {
+                jit_off(&mut agent, "the agent ran out of memory");
+            }
             if agent.config.jit {
                 want_jit = agent.want_tools && agent.jit.is_none();
                 if !want_jit {
@@ -182,6 +185,13 @@ fn release_code() {
 /// Loads the JIT and the patcher, without the state lock (a loader call of tens of ms).
 fn load_jit() {
     let perf_map = state::lock().map(|a| a.config.perf_map).unwrap_or(false);
+    if let Err(e) = crate::guardrails::jit_headroom() {
+        if let Some(mut agent) = state::lock() {
+            jit_off(&mut agent, &format!("not loading the JIT: {e}"));
+            agent.jit = Some(Err(e));
+        }
+        return;
+    }
     let t = Instant::now();
     let jit = crate::jit_bridge::Jit::load(perf_map).map(Arc::new);
     let ms = t.elapsed().as_secs_f64() * 1e3;
@@ -358,8 +368,24 @@ impl Job {
     }
 }
 
+/// Turns compiling off for the rest of the process, with one warning.
+fn jit_off(agent: &mut Agent, why: &str) {
+    if agent.config.jit {
+        tracing::warn!("{why}; the program runs on without further optimisation");
+    }
+    agent.config.jit = false;
+    for f in std::mem::take(&mut agent.pending) {
+        agent.functions.entry(f).or_default().0 = FnStatus::Given;
+    }
+}
+
 /// Plans the compile of `f` (under the lock): `None` when there is nothing to compile.
 fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
+    if let Err(e) = crate::guardrails::jit_headroom() {
+        agent.functions.entry(f).or_default().0 = FnStatus::Given;
+        jit_off(agent, &format!("not compiling: {e}"));
+        return None;
+    }
     let (id, fi) = f;
     let name = agent.function_name(id, fi);
     if name == "main" {

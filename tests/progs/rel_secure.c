@@ -1,9 +1,14 @@
-/* reliability: the agent must do nothing in a setuid/setgid (AT_SECURE) process.
+/* environment: the agent must do nothing in a setuid/setgid (AT_SECURE) process.
  * A hot indirect call (apply called ITERS times) so an active agent would compile and
  * patch; on stderr the facts the test needs: "secure=<AT_SECURE> agent_mapped=<0|1>
  * euid=<n> uid=<n>", where agent_mapped says whether a library whose name contains
- * "drti_agent" is mapped (that is, whether the preload took effect).
- * Usage: rel_secure [ITERS]  (default 2000) */
+ * "drti_agent" is mapped (that is, whether the agent was loaded at all).
+ * With AGENT (an absolute path), main first dlopen()s it: in secure mode glibc ignores
+ * LD_PRELOAD paths with a '/' but still loads an absolute path given to dlopen, so the
+ * agent's constructor runs in the secure process without installing anything into the
+ * system library directories.
+ * Usage: rel_secure [ITERS [AGENT]]  (default 2000, no dlopen) */
+#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +26,10 @@ __attribute__((noinline)) long apply(long (*f)(long), long n) {
 
 int main(int argc, char **argv) {
     long iters = argc > 1 ? atol(argv[1]) : 2000;
+    if (argc > 2 && !dlopen(argv[2], RTLD_NOW | RTLD_GLOBAL)) {
+        fprintf(stderr, "dlopen %s: %s\n", argv[2], dlerror());
+        return 2;
+    }
     long sum = 0;
     for (long i = 0; i < iters; i++) sum += apply(target, 1000);
     printf("sum=%ld\n", sum);
