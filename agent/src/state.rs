@@ -226,7 +226,9 @@ impl Agent {
     pub fn revert_patches_touching(&mut self, id: usize, why: &str) {
         let Some(Ok(patcher)) = &self.patcher else { return };
         for p in self.patches.iter_mut().filter(|p| p.active && (p.owner.0 == id || p.depends_on.contains(&id))) {
-            match patcher.revert(&p.record) {
+            // SAFETY: called before the module's memory goes away (retire, dlclose), so
+            // every active patch's slot is still mapped.
+            match unsafe { patcher.revert(&p.record) } {
                 Ok(()) => {
                     p.active = false;
                     tracing::info!(function = %p.function, "patch reverted: {why}");

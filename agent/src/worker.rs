@@ -339,12 +339,20 @@ fn compile(agent: &mut Agent, f: (usize, u32)) {
 
     // Patch F's entry to F+ (or re-point an existing patch).
     let entry = agent.module(id).map(|m| m.function_address(fi)).unwrap_or(0);
+    let slot = agent.module(id).and_then(|m| m.redirect_slot(fi));
     let Some(Ok(patcher)) = agent.patcher else { return };
     let patch_started = Instant::now();
     let existing = agent.patches.iter_mut().find(|p| p.owner == f && p.active);
+    // SAFETY: the slot is F's, in module `id`, which is live under the state lock (a module
+    // is retired only after its patches are reverted, `Agent::retire`); `res.code` is F+,
+    // compiled from F's clean bitcode with F's type, calling convention and attributes,
+    // and its code is never freed while a patch points at it.
     let patched = match existing {
-        Some(p) => patcher.retarget(&mut p.record, res.code).map(|_| None),
-        None => patcher.redirect(entry, res.code).map(Some),
+        Some(p) => unsafe { patcher.retarget(&mut p.record, res.code) }.map(|_| None),
+        None => match slot {
+            Some(slot) => unsafe { patcher.redirect(entry, slot, res.code) }.map(Some),
+            None => Err(crate::patch::PatchError::NoSlot { entry }),
+        },
     };
     let hot_since = agent.functions.get(&f).and_then(|s| s.2);
     let hot_to_patch_ms = hot_since.map(|t| t.elapsed().as_secs_f64() * 1e3);
@@ -419,7 +427,9 @@ fn check_misses(agent: &mut Agent) {
         let owner = agent.patches[i].owner;
         let name = agent.patches[i].function.clone();
         let Some(Ok(patcher)) = agent.patcher else { return };
-        if let Err(e) = patcher.revert(&agent.patches[i].record) {
+        // SAFETY: an active patch belongs to a live module (retiring a module reverts its
+        // patches first).
+        if let Err(e) = unsafe { patcher.revert(&agent.patches[i].record) } {
             tracing::warn!(function = %name, "deopt: cannot revert patch: {e}");
             continue;
         }
