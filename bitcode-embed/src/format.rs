@@ -171,7 +171,7 @@ pub const FUNCTION_SKIPPED: u32 = 2;
 /// send its calls to a compiled F+.
 pub const FUNCTION_PATCHABLE: u32 = 4;
 /// The function has indirect calls but its entry cannot forward to an F+ (`musttail` is
-/// impossible: `inalloca`/`preallocated` parameters, naked, an unusual calling
+/// impossible: `inalloca`/`preallocated`/`byval` parameters, naked, an unusual calling
 /// convention, or the verifier refused it): no slot, sites not profiled, never compiled.
 pub const FUNCTION_NO_REDIRECT: u32 = 8;
 

@@ -165,7 +165,10 @@ fn redirect_blocker(f: LLVMValueRef) -> Option<String> {
     // SAFETY: `f` is a live function; parameter indices are 1..=count.
     let n = unsafe { LLVMCountParams(f) };
     for i in 1..=n {
-        for attr in ["inalloca", "preallocated"] {
+        // byval: LLVM 19's x86-64 musttail lowering copies a byval argument through a
+        // temporary at the bottom of the frame, over the callee-saved registers it pushed
+        // (seen here: a struct of 8 longs by value corrupted rbx/rbp of the caller).
+        for attr in ["inalloca", "preallocated", "byval"] {
             // SAFETY: as above; a missing attribute reads as null.
             if unsafe { !LLVMGetEnumAttributeAtIndex(f, i, ir::enum_attr_kind(attr)).is_null() } {
                 return Some(format!("{attr} parameter"));

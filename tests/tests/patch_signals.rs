@@ -45,7 +45,7 @@ fn output_within(mut cmd: Command, limit: Duration) -> Output {
 
 fn command(prog: &Path, dir: &Path, env: &[(&str, &str)], agent: bool) -> Command {
     let mut cmd = Command::new(prog);
-    cmd.args(ARGS).current_dir(dir);
+    cmd.current_dir(dir);
     for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
         cmd.env_remove(v);
     }
@@ -64,7 +64,9 @@ fn command(prog: &Path, dir: &Path, env: &[(&str, &str)], agent: bool) -> Comman
 fn threads_blocking_all_signals_survive_redirection() {
     let dir = scratch("patch_signals");
     let prog = build(&dir);
-    let plain = output_within(command(&prog, &dir, &[], false), Duration::from_secs(60));
+    let mut cmd = command(&prog, &dir, &[], false);
+    cmd.args(ARGS);
+    let plain = output_within(cmd, Duration::from_secs(60));
     assert!(plain.status.success(), "plain run failed: {plain:?}");
     let want = String::from_utf8_lossy(&plain.stdout).into_owned();
 
@@ -74,7 +76,9 @@ fn threads_blocking_all_signals_survive_redirection() {
         let dump = dir.join(format!("run-{i}.json"));
         let _ = std::fs::remove_file(&dump);
         let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())];
-        let out = output_within(command(&prog, &dir, &env, true), Duration::from_secs(120));
+        let mut cmd = command(&prog, &dir, &env, true);
+        cmd.args(ARGS);
+        let out = output_within(cmd, Duration::from_secs(120));
         if !out.status.success() || String::from_utf8_lossy(&out.stdout) != want {
             failures.push(format!("run {i}: status {:?}, stdout:\n{}stderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
             continue;
@@ -88,4 +92,36 @@ fn threads_blocking_all_signals_survive_redirection() {
     assert!(failures.is_empty(), "{} of {RUNS} runs failed; first:\n{}", failures.len(), failures[0]);
     assert!(patched_runs >= RUNS * 3 / 4, "work was redirected in only {patched_runs} of {RUNS} runs");
     assert!(compiles > RUNS, "work was never re-compiled after its target moved: {compiles} compiles in {RUNS} runs");
+}
+
+/// Function shapes the redirect entry must forward exactly (tests/progs/patch_entry_kinds.cpp)
+/// at -O0, -O2 and -O2 -g: same output as the plain build, the shapes that can be
+/// redirected were, and the byval one (which LLVM 19 cannot musttail correctly: it
+/// crashed with SIGSEGV before it was excluded) has no slot and stays unoptimised.
+#[test]
+fn entry_kinds_forward_exactly() {
+    let dir = scratch("patch_entry_kinds");
+    let src = repo().join("tests/progs/patch_entry_kinds.cpp");
+    for (i, flags) in [&["-O0"][..], &["-O2"], &["-O2", "-g"]].iter().enumerate() {
+        let (plain, drti) = (dir.join(format!("plain{i}")), dir.join(format!("drti{i}")));
+        for (cc, out) in [("clang++-19".into(), &plain), (tool("drti-c++").display().to_string(), &drti)] {
+            let st = Command::new(&cc).args(*flags).arg(&src).arg("-o").arg(out).output().expect("compile");
+            assert!(st.status.success(), "{cc} {flags:?}: {}", String::from_utf8_lossy(&st.stderr));
+        }
+        let dump = dir.join(format!("dump{i}.json"));
+        let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())];
+        let mut cmd = command(&drti, &dir, &env, true);
+        cmd.args(["200000", "127"]);
+        let got = output_within(cmd, Duration::from_secs(120));
+        let mut cmd = command(&plain, &dir, &[], false);
+        cmd.args(["200000", "127"]);
+        let want = output_within(cmd, Duration::from_secs(60));
+        assert!(got.status.success() && got.stdout == want.stdout, "{flags:?}: {got:?}\nwant {:?}", String::from_utf8_lossy(&want.stdout));
+        let v = read_dump(&dump);
+        let patched: Vec<&str> = v["patches"].as_array().unwrap().iter().filter_map(|p| p["function"].as_str()).collect();
+        for f in ["_Z4vignPFiiEiz", "_Z3recPFiiEi", "_Z2exPFiiEi", "_Z6mkpairPFiiEi"] {
+            assert!(patched.contains(&f), "{flags:?}: {f} was not redirected: {v:#}");
+        }
+        assert!(!patched.contains(&"_Z8by_value3BigPFiiE"), "{flags:?}: the byval function has no slot: {v:#}");
+    }
 }
