@@ -201,3 +201,37 @@ fn fuzz_corpus_replays_without_panic() {
     }
     assert!(n >= 20, "fuzz corpus missing or too small ({n} inputs)");
 }
+
+/// `find_modules` accepts a runtime area that holds the counters and the redirect slots,
+/// and rejects one that ends before the last slot (the agent stores into the slots).
+#[test]
+fn runtime_area_must_hold_every_redirect_slot() {
+    use bitcode_embed::image::{find_modules, Segments};
+    let blob = sample();
+    let h = header(&blob);
+    let need = runtime_area_size(h.n_sites, h.n_slots);
+    assert_eq!(runtime_slots_offset(h.n_sites), 32, "16-byte header, 3 counters, aligned to 8");
+    assert_eq!(need, 32 + 2 * 8);
+    // Image: note at 0x1000, blob at 0x2000, address table at 0x8000, runtime area at 0x9000.
+    let mut note = Vec::new();
+    note.extend_from_slice(&5u32.to_le_bytes());
+    note.extend_from_slice(&(NOTE_DESC_SIZE as u32).to_le_bytes());
+    note.extend_from_slice(&NOTE_TYPE.to_le_bytes());
+    note.extend_from_slice(b"drti\0\0\0\0");
+    note.extend_from_slice(&NoteDesc { blob_rel: 0x1000, addrs_rel: 0x7000, runtime_rel: 0x8000 }.to_bytes());
+    let addrs = vec![0u8; h.n_globals as usize * 8];
+    for (size, ok) in [(need, true), (need - 1, false), (need - 8, false)] {
+        let area = vec![0u8; size as usize];
+        let mut space = Segments::default();
+        space.add(0x1000, &note, note.len() as u64);
+        space.add(0x2000, &blob, blob.len() as u64);
+        space.add(0x8000, &addrs, addrs.len() as u64);
+        space.add(0x9000, &area, size);
+        let found = find_modules(&space, &[(0x1000, &note)]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].is_ok(), ok, "runtime area of {size} bytes (need {need})");
+        if let Ok(m) = &found[0] {
+            assert_eq!(m.slots_addr(), 0x9000 + 32);
+        }
+    }
+}

@@ -8,7 +8,7 @@ Usage: drti-cc [clang options] files...      (drti-c++ for C++)
 
 Every clang option is accepted and means what it means to clang-19. Each C/C++ compile
 step is decorated: clang emits bitcode with your flags, drti embeds the clean bitcode and
-adds call-site profiling and patchable entries, then clang compiles it with your code
+adds call-site profiling and redirect entries, then clang compiles it with your code
 generation flags. Link steps, assembly, -E, -S, -emit-llvm, -flto, --version and anything
 else pass straight to clang. A decorated program runs normally without the agent; run it
 with LD_PRELOAD=libdrti_agent.so to let drti inline hot indirect calls.
@@ -26,8 +26,8 @@ Environment:
                     in the source does the same
 
 Selection: every defined function that makes an indirect call (function pointer, C++
-virtual call) gets its sites profiled; every defined function gets a patchable entry and
-a function-table entry; the whole module's bitcode is embedded so any of its functions
+virtual call) gets its sites profiled and a redirect entry (an 8-byte slot checked on
+entry); every defined function gets a function-table entry; the whole module's bitcode is embedded so any of its functions
 can be inlined.
 ";
 
