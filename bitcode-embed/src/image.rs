@@ -91,7 +91,7 @@ fn load<'a>(space: &Segments<'a>, note_addr: u64, desc: NoteDesc) -> Result<Foun
     // Counters and redirect slots: the agent writes the slots, so the whole area must lie
     // inside the module, and the slots must be 8-aligned for atomic stores.
     let runtime_len = crate::format::runtime_area_size(header.n_sites, header.n_slots);
-    if header.n_slots > 0 && found.slots_addr() % 8 != 0 {
+    if header.n_slots > 0 && !found.slots_addr().is_multiple_of(8) {
         return Err(Error::Invalid { what: "note", detail: "redirect slots are not 8-byte aligned".into() });
     }
     if !space.contains(found.runtime_addr(), runtime_len) {

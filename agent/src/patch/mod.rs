@@ -134,7 +134,7 @@ unsafe fn checked_slot(slot: u64, to: u64) -> Result<&'static AtomicU64, PatchEr
 /// `slot` names 8 writable bytes of a loaded module's runtime area that only atomic
 /// accesses touch, and stays mapped for as long as the returned reference is used.
 unsafe fn slot_cell(slot: u64) -> Result<&'static AtomicU64, PatchError> {
-    if slot == 0 || slot % 8 != 0 {
+    if slot == 0 || !slot.is_multiple_of(8) {
         return Err(PatchError::BadSlot { slot, why: "not a non-null, 8-byte aligned address" });
     }
     // SAFETY: aligned and non-null (checked); validity and lifetime are the caller's
