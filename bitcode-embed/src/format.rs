@@ -38,7 +38,7 @@
 //! # Redirect slots (how the agent swaps in F+)
 //! Every function that has profiled sites and can be redirected
 //! ([`FUNCTION_PATCHABLE`], slot [`FunctionRecord::slot`]) begins with
-//! `t = load atomic slots[k] (monotonic); if t != null { musttail call t(args...) }`,
+//! `t = load atomic slots[k] (acquire); if t != null { musttail call t(args...) }`,
 //! then its own body. The agent publishes a compiled F+ with one release store of its
 //! address into the slot, re-points it with another store and reverts with a store of null:
 //! no code is written, so threads running F need no signal, trap or core serialisation of

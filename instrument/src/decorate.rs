@@ -9,7 +9,7 @@
 //! * at each such site, sampling code: one monotonic load of the module's hook pointer and
 //!   a branch while no agent is attached; with an agent, a per-site counter decrement and,
 //!   every N-th call, a call of the hook with the actual target;
-//! * at the entry of each such function, a check of its redirect slot: one monotonic load
+//! * at the entry of each such function, a check of its redirect slot: one acquire load
 //!   and a branch while the slot is null; once the agent stores F+'s address there, a
 //!   `musttail` call of F+ (format.rs, "Redirect slots"). A function whose entry cannot do
 //!   that is marked `FUNCTION_NO_REDIRECT` and its sites are not profiled;
@@ -420,7 +420,7 @@ impl Builder {
     /// Gives `f` its redirect entry:
     /// ```text
     /// drti.entry:  <f's static allocas>
-    ///              %t = load atomic ptr, ptr @slots[k] monotonic, align 8
+    ///              %t = load atomic ptr, ptr @slots[k] acquire, align 8
     ///              br (%t != null), %drti.redirect, %old.entry   ; redirect unlikely
     /// drti.redirect: %r = musttail call <f's cc> <f's type> %t(<f's params, attributes>)
     ///                ret %r
@@ -461,7 +461,10 @@ impl Builder {
             let mut idx = [LLVMConstInt(self.int(64), 0, 0), LLVMConstInt(self.int(64), k as u64, 0)];
             let slot = LLVMConstInBoundsGEP2(LLVMArrayType2(self.ptr(), n_slots as u64), slots, idx.as_mut_ptr(), 2);
             let t = LLVMBuildLoad2(b, self.ptr(), slot, c"drti.fplus".as_ptr());
-            LLVMSetOrdering(t, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
+            // Acquire pairs with the agent's release store, so F+'s constants (written by
+            // the JIT before the store) are visible; on x86-64 it is the same plain `mov` as
+            // a monotonic load.
+            LLVMSetOrdering(t, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingAcquire);
             LLVMSetAlignment(t, 8);
             let set = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, t, LLVMConstNull(self.ptr()), c"".as_ptr());
             let br = LLVMBuildCondBr(b, set, redirect, old_entry);
