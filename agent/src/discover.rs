@@ -3,7 +3,9 @@
 //! which the bitcode-embed reader validates before anything is trusted. Called at start-up
 //! and after every dlopen/dlclose (see `preload`).
 
-use bitcode_embed::format::{RuntimeAreaHeader, FUNCTION_SKIPPED, GLOBAL_KIND_FUNCTION, GLOBAL_TLS};
+use bitcode_embed::format::{
+    runtime_slots_offset, RuntimeAreaHeader, FUNCTION_NO_REDIRECT, FUNCTION_PATCHABLE, FUNCTION_SKIPPED, GLOBAL_KIND_FUNCTION, GLOBAL_TLS, NO_SLOT,
+};
 use bitcode_embed::image::{find_modules, Segments};
 use bitcode_embed::Blob;
 use std::collections::HashMap;
@@ -71,7 +73,7 @@ pub struct Module {
     pub addrs: Box<[u64]>,
     /// Owner of the bytes `blob` borrows.
     _copy: Box<[u8]>,
-    /// The runtime area (hook pointer and counters).
+    /// The runtime area (hook pointer, counters, redirect slots).
     pub runtime: *mut RuntimeAreaHeader,
     /// Defined, non-skipped functions by run-time address → function index.
     pub function_at: HashMap<u64, u32>,
@@ -90,6 +92,16 @@ impl Module {
     /// Run-time address of function `f`.
     pub fn function_address(&self, f: u32) -> u64 {
         self.blob.function(f).map(|r| self.global_address(r.global)).unwrap_or(0)
+    }
+
+    /// Address of function `f`'s redirect slot (8 bytes in the runtime area; storing an
+    /// F+ there sends F's calls to it, see `patch`), if it has one.
+    pub fn redirect_slot(&self, f: u32) -> Option<u64> {
+        let r = self.blob.function(f)?;
+        // The reader checked that a flagged slot is below n_slots and that image::load
+        // found the whole area inside the module.
+        (r.flags & FUNCTION_PATCHABLE != 0 && r.slot != NO_SLOT)
+            .then(|| self.runtime as u64 + runtime_slots_offset(self.blob.header().n_sites) + r.slot as u64 * 8)
     }
 
     /// Whether `addr` lies in this object's loaded segments (not an interposer elsewhere).
@@ -132,6 +144,9 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
                 let Ok(blob) = Blob::parse(bytes) else { continue };
                 let mut function_at = HashMap::new();
                 for (i, f) in m.blob.functions().enumerate() {
+                    if f.flags & FUNCTION_NO_REDIRECT != 0 {
+                        tracing::info!(path = %obj.path, function = m.blob.function_name(i as u32), "no redirect slot (the instrumenter could not give its entry one): never compiled");
+                    }
                     let g = m.blob.global(f.global).unwrap_or_default();
                     let addr = addrs[f.global as usize];
                     if f.flags & FUNCTION_SKIPPED == 0 && g.kind == GLOBAL_KIND_FUNCTION && g.flags & GLOBAL_TLS == 0 && Module::owns(obj, addr) {

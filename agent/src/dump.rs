@@ -168,7 +168,7 @@ pub fn to_json(agent: &Agent) -> Value {
         .patches
         .iter()
         .map(|p| json!({"function": p.function, "from": format!("{:#x}", p.record.entry), "to": format!("{:#x}", p.record.target),
-                        "active": p.active, "trampoline": p.record.trampoline.map(|t| format!("{t:#x}"))}))
+                        "active": p.active, "slot": format!("{:#x}", p.record.slot)}))
         .collect();
     let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     json!({"drti_dump_version": 1, "pid": std::process::id(), "exe": exe, "threshold": agent.config.hot_threshold,

@@ -391,7 +391,9 @@ impl Agent {
         }
         let owner = self.modules.get(p.owner.0).and_then(|e| e.live.as_ref()).map(|m| m.base);
         if let (Some(base), Some(Ok(patcher))) = (owner, &self.patcher) {
-            match crate::lifecycle::touching(&[base], || patcher.revert(&p.record)) {
+            // SAFETY: the slot lies in F's object, which is mapped and not closing for the
+            // duration of this `touching` section.
+            match crate::lifecycle::touching(&[base], || unsafe { patcher.revert(&p.record) }) {
                 None => return false,
                 Some(Err(e)) => {
                     tracing::warn!(function = %p.function, "could not revert patch: {e}");

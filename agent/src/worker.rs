@@ -593,6 +593,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     // Point F's entry at F+ (or re-point an existing patch), while F's object is held.
     let (id, fi) = f;
     let entry = agent.module(id).map(|m| m.function_address(fi)).unwrap_or(0);
+    let slot = agent.module(id).and_then(|m| m.redirect_slot(fi));
     let Some(Ok(patcher)) = agent.patcher else {
         job.discard(&res);
         return;
@@ -600,9 +601,16 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     let patch_started = Instant::now();
     let existing = agent.patches.iter_mut().find(|p| p.owner == f && p.active);
     let old_code = existing.as_ref().map(|p| p.record.target);
+    // SAFETY: the slot is F's, in module `id`, which is live under the state lock and not
+    // closing during this `touching` section, so its memory stays mapped; `res.code` is
+    // F+, compiled from F's clean bitcode with F's type, calling convention and
+    // attributes, and its code is freed only after the patch stopped pointing at it.
     let patched = lifecycle::touching(&[job.bases[0]], || match existing {
-        Some(p) => patcher.retarget(&mut p.record, res.code).map(|_| None),
-        None => patcher.redirect(entry, res.code).map(Some),
+        Some(p) => unsafe { patcher.retarget(&mut p.record, res.code) }.map(|_| None),
+        None => match slot {
+            Some(slot) => unsafe { patcher.redirect(entry, slot, res.code) }.map(Some),
+            None => Err(crate::patch::PatchError::NoSlot { entry }),
+        },
     });
     let hot_since = agent.functions.get(&f).and_then(|s| s.2);
     let hot_to_patch_ms = hot_since.map(|t| t.elapsed().as_secs_f64() * 1e3);

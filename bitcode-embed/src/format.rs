@@ -1,4 +1,4 @@
-//! The on-disk / in-memory layout of drti metadata, version 1.
+//! The on-disk / in-memory layout of drti metadata, version 2.
 //!
 //! # How the agent finds a decorated module
 //! Every decorated object file carries one ELF note in a section named `.note.drti`
@@ -30,8 +30,22 @@
 //!
 //! # The runtime area
 //! Writable, zero at load: `hook` (null while no agent is attached), `reserved`, then one
-//! `i32` sampling counter per call site. Decorated code at site `s` does
+//! `i32` sampling counter per call site, then (from the next 8-byte boundary, see
+//! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function.
+//! Decorated code at site `s` does
 //! `if hook != null { c = counters[s] - 1; counters[s] = c; if c < 0 { hook(area, s, target) } }`.
+//!
+//! # Redirect slots (how the agent swaps in F+)
+//! Every function that has profiled sites and can be redirected
+//! ([`FUNCTION_PATCHABLE`], slot [`FunctionRecord::slot`]) begins with
+//! `t = load atomic slots[k] (acquire); if t != null { musttail call t(args...) }`,
+//! then its own body. The agent publishes a compiled F+ with one release store of its
+//! address into the slot, re-points it with another store and reverts with a store of null:
+//! no code is written, so threads running F need no signal, trap or core serialisation of
+//! their own, whatever their signal mask. F+ has F's type, calling convention and parameter
+//! attributes, and `musttail` leaves no frame of F behind (unwinding and varargs pass
+//! through). A function with sites whose entry cannot be made so (see
+//! [`FUNCTION_NO_REDIRECT`]) gets no slot and no profiled sites: the agent never compiles it.
 
 /// Name of the ELF note (and of the section that holds it).
 pub const NOTE_NAME: &[u8] = b"drti";
@@ -49,7 +63,7 @@ pub const NOTE_DESC_OFFSET: usize = 20;
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"DRTIMOD\0";
 /// The metadata version this crate writes and reads.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Upper bound on the decompressed bitcode a reader accepts (guards against zip bombs).
 pub const MAX_BITCODE_RAW: u64 = 1 << 30;
@@ -94,8 +108,8 @@ pub struct BlobHeader {
     pub bitcode_hash: u64,
     /// String offset of the source file name.
     pub source_name: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Number of redirect slots in the runtime area (see [`runtime_slots_offset`]).
+    pub n_slots: u32,
 }
 
 /// One global value referenced by the clean bitcode; index `i` matches address slot `i`.
@@ -139,14 +153,27 @@ pub struct FunctionRecord {
     pub n_sites: u32,
     /// `FUNCTION_*` flag bits.
     pub flags: u32,
+    /// Index of the function's redirect slot in the runtime area, or [`NO_SLOT`]. Set
+    /// exactly when [`FUNCTION_PATCHABLE`] is.
+    pub slot: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
+
+/// [`FunctionRecord::slot`] of a function without a redirect slot.
+pub const NO_SLOT: u32 = u32::MAX;
 
 /// The function's indirect call sites are profiled.
 pub const FUNCTION_DECORATED: u32 = 1;
 /// The user opted the function out (`DRTI_SKIP` or `annotate("drti_skip")`).
 pub const FUNCTION_SKIPPED: u32 = 2;
-/// The function has a patchable entry (a 5-byte NOP the agent may turn into a jump).
+/// The function's entry checks a redirect slot ([`FunctionRecord::slot`]): the agent may
+/// send its calls to a compiled F+.
 pub const FUNCTION_PATCHABLE: u32 = 4;
+/// The function has indirect calls but its entry cannot forward to an F+ (`musttail` is
+/// impossible: `inalloca`/`preallocated`/`byval` parameters, naked, an unusual calling
+/// convention, or the verifier refused it): no slot, sites not profiled, never compiled.
+pub const FUNCTION_NO_REDIRECT: u32 = 8;
 
 /// One profiled indirect call site.
 #[repr(C)]
@@ -181,6 +208,17 @@ pub struct RuntimeAreaHeader {
 
 /// Size of [`RuntimeAreaHeader`]; the counters start there.
 pub const RUNTIME_COUNTERS_OFFSET: usize = core::mem::size_of::<RuntimeAreaHeader>();
+
+/// Offset of the first redirect slot in a runtime area with `n_sites` counters: the end of
+/// the counters rounded up to 8 (the slots are 8-byte aligned for single-copy atomicity).
+pub const fn runtime_slots_offset(n_sites: u32) -> u64 {
+    (RUNTIME_COUNTERS_OFFSET as u64 + n_sites as u64 * 4 + 7) & !7
+}
+
+/// Size of a runtime area with `n_sites` counters and `n_slots` redirect slots.
+pub const fn runtime_area_size(n_sites: u32, n_slots: u32) -> u64 {
+    runtime_slots_offset(n_sites) + n_slots as u64 * 8
+}
 
 /// Signature of the agent's sampling hook.
 pub type HookFn = unsafe extern "C" fn(area: *mut RuntimeAreaHeader, site: u32, target: *const core::ffi::c_void);

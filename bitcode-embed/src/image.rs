@@ -54,6 +54,11 @@ impl FoundModule<'_> {
     pub fn runtime_addr(&self) -> u64 {
         self.note_addr.wrapping_add(self.desc.runtime_rel as u64)
     }
+
+    /// Address of the first redirect slot (see [`crate::format::runtime_slots_offset`]).
+    pub fn slots_addr(&self) -> u64 {
+        self.runtime_addr().wrapping_add(crate::format::runtime_slots_offset(self.blob.header().n_sites))
+    }
 }
 
 /// Searches `notes` (address and bytes of each PT_NOTE segment) for drti notes and parses
@@ -83,7 +88,12 @@ fn load<'a>(space: &Segments<'a>, note_addr: u64, desc: NoteDesc) -> Result<Foun
     if !space.contains(found.addrs_addr(), n_globals * 8) && n_globals > 0 {
         return Err(Error::Invalid { what: "note", detail: "address table outside the module".into() });
     }
-    let runtime_len = crate::format::RUNTIME_COUNTERS_OFFSET as u64 + header.n_sites as u64 * 4;
+    // Counters and redirect slots: the agent writes the slots, so the whole area must lie
+    // inside the module, and the slots must be 8-aligned for atomic stores.
+    let runtime_len = crate::format::runtime_area_size(header.n_sites, header.n_slots);
+    if header.n_slots > 0 && !found.slots_addr().is_multiple_of(8) {
+        return Err(Error::Invalid { what: "note", detail: "redirect slots are not 8-byte aligned".into() });
+    }
     if !space.contains(found.runtime_addr(), runtime_len) {
         return Err(Error::Invalid { what: "note", detail: "runtime area outside the module".into() });
     }

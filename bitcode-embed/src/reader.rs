@@ -3,7 +3,8 @@
 //! [`Blob::parse`] checks everything before it hands out a view: magic, version, header
 //! size, that every table lies inside the blob without overlapping the header, that every
 //! string offset points at a NUL-terminated UTF-8 string inside the string table, and that
-//! every cross-reference (function → global, function → sites, site → function) is in range.
+//! every cross-reference (function → global, function → sites, site → function, function →
+//! redirect slot) is in range, and that no two functions share a redirect slot.
 //! It never panics and never reads outside the slice it was given.
 
 use crate::format::*;
@@ -129,6 +130,23 @@ impl<'a> Blob<'a> {
                 return Err(invalid("function record", format!("function {i}: sites beyond {}", h.n_sites)));
             }
         }
+        // Redirect slots: in range, one function each, present exactly when flagged.
+        let mut taken = vec![false; h.n_slots as usize];
+        for (i, f) in blob.functions().enumerate() {
+            let flagged = f.flags & FUNCTION_PATCHABLE != 0;
+            if flagged != (f.slot != NO_SLOT) {
+                return Err(invalid("function record", format!("function {i}: slot {} does not match its flags {:#x}", f.slot, f.flags)));
+            }
+            if f.flags & FUNCTION_NO_REDIRECT != 0 && (flagged || f.n_sites != 0) {
+                return Err(invalid("function record", format!("function {i}: not redirectable but has a slot or sites")));
+            }
+            if flagged {
+                let seen = taken.get_mut(f.slot as usize).ok_or_else(|| invalid("function record", format!("function {i}: slot {} of {}", f.slot, h.n_slots)))?;
+                if std::mem::replace(seen, true) {
+                    return Err(invalid("function record", format!("function {i}: slot {} is already taken", f.slot)));
+                }
+            }
+        }
         if next_site != h.n_sites as u64 {
             return Err(invalid("site table", format!("{} sites, functions own {next_site}", h.n_sites)));
         }
@@ -167,7 +185,7 @@ impl<'a> Blob<'a> {
 
     /// Function `i`.
     pub fn function(&self, i: u32) -> Option<FunctionRecord> {
-        (i < self.header.n_functions).then(|| read_pod(self.bytes, self.header.functions_off + i as u64 * 16)).flatten()
+        (i < self.header.n_functions).then(|| read_pod(self.bytes, self.header.functions_off + i as u64 * std::mem::size_of::<FunctionRecord>() as u64)).flatten()
     }
 
     /// All function records.
@@ -177,7 +195,7 @@ impl<'a> Blob<'a> {
 
     /// Site `i`.
     pub fn site(&self, i: u32) -> Option<SiteRecord> {
-        (i < self.header.n_sites).then(|| read_pod(self.bytes, self.header.sites_off + i as u64 * 16)).flatten()
+        (i < self.header.n_sites).then(|| read_pod(self.bytes, self.header.sites_off + i as u64 * std::mem::size_of::<SiteRecord>() as u64)).flatten()
     }
 
     /// All site records.
@@ -187,7 +205,7 @@ impl<'a> Blob<'a> {
 
     /// Global `i`.
     pub fn global(&self, i: u32) -> Option<GlobalRecord> {
-        (i < self.header.n_globals).then(|| read_pod(self.bytes, self.header.globals_off + i as u64 * 8)).flatten()
+        (i < self.header.n_globals).then(|| read_pod(self.bytes, self.header.globals_off + i as u64 * std::mem::size_of::<GlobalRecord>() as u64)).flatten()
     }
 
     /// All global records.

@@ -12,6 +12,7 @@ pub struct BlobWriter {
     strings: Vec<u8>,
     interned: HashMap<String, u32>,
     source_name: u32,
+    n_slots: u32,
 }
 
 impl BlobWriter {
@@ -43,10 +44,21 @@ impl BlobWriter {
     }
 
     /// Adds a function whose global is `global`; its sites are added next with [`Self::site`].
-    pub fn function(&mut self, global: u32, flags: u32) -> u32 {
+    /// `slot` is its redirect slot or [`NO_SLOT`]; [`FUNCTION_PATCHABLE`] is set to match.
+    pub fn function(&mut self, global: u32, flags: u32, slot: u32) -> u32 {
         let first_site = self.sites.len() as u32;
-        self.functions.push(FunctionRecord { global, first_site, n_sites: 0, flags });
+        let flags = if slot == NO_SLOT { flags & !FUNCTION_PATCHABLE } else { flags | FUNCTION_PATCHABLE };
+        if slot != NO_SLOT {
+            self.n_slots = self.n_slots.max(slot + 1);
+        }
+        self.functions.push(FunctionRecord { global, first_site, n_sites: 0, flags, slot, reserved: 0 });
         (self.functions.len() - 1) as u32
+    }
+
+    /// Makes the runtime area hold at least `n` redirect slots (slots nobody uses are
+    /// allowed: the instrumenter reserves one per candidate before it knows all succeed).
+    pub fn reserve_slots(&mut self, n: u32) {
+        self.n_slots = self.n_slots.max(n);
     }
 
     /// Adds a call site to the most recently added function; returns the site index.
@@ -91,7 +103,7 @@ impl BlobWriter {
             bitcode_raw_size: bitcode.len() as u64,
             bitcode_hash: fnv1a(bitcode),
             source_name: self.source_name,
-            reserved: 0,
+            n_slots: self.n_slots,
         };
         let mut out = Vec::with_capacity(total_size as usize);
         out.extend_from_slice(as_bytes(std::slice::from_ref(&header)));

@@ -9,10 +9,13 @@ fn sample() -> Vec<u8> {
     let apply = w.global("apply", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
     let twice = w.global("twice", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
     w.global("counter", GLOBAL_KIND_VARIABLE, GLOBAL_DEFINED | GLOBAL_LOCAL);
-    w.function(apply, FUNCTION_DECORATED | FUNCTION_PATCHABLE);
+    let vfn = w.global("vfn", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
+    w.function(apply, FUNCTION_DECORATED, 1);
     w.site(0, 0);
     w.site(1, SITE_INVOKE);
-    w.function(twice, FUNCTION_PATCHABLE);
+    w.function(twice, FUNCTION_DECORATED, 0);
+    w.site(0, 0);
+    w.function(vfn, FUNCTION_NO_REDIRECT, NO_SLOT);
     w.finish(b"BC\xc0\xde pretend bitcode, long enough to compress a little bit bit bit").unwrap()
 }
 
@@ -33,6 +36,11 @@ fn valid_blob_round_trips() {
     assert_eq!(blob.function_name(0), "apply");
     assert_eq!(blob.function(0).unwrap().n_sites, 2);
     assert_eq!(blob.site(1).unwrap().flags, SITE_INVOKE);
+    assert_eq!(blob.header().n_slots, 2);
+    assert_eq!((blob.function(0).unwrap().slot, blob.function(1).unwrap().slot), (1, 0));
+    assert_ne!(blob.function(0).unwrap().flags & FUNCTION_PATCHABLE, 0);
+    assert_eq!(blob.function(2).unwrap().slot, NO_SLOT);
+    assert_eq!(blob.function(2).unwrap().flags & FUNCTION_PATCHABLE, 0);
     assert_eq!(blob.global_name(2), "counter");
     assert!(blob.bitcode().unwrap().starts_with(b"BC\xc0\xde"));
 }
@@ -53,7 +61,8 @@ fn mutated_headers_are_rejected() {
     let cases: Vec<(&str, usize, u64, usize)> = vec![
         ("magic", 0, 0x58, 1),
         ("version 0", 8, 0, 4),
-        ("version 2", 8, 2, 4),
+        ("version 1 (entry NOPs, no redirect slots)", 8, 1, 4),
+        ("version 3", 8, 3, 4),
         ("header_size small", 12, 8, 4),
         ("header_size huge", 12, 1 << 30, 4),
         ("total_size small", 16, 50, 8),
@@ -72,6 +81,7 @@ fn mutated_headers_are_rejected() {
         ("bitcode_size huge", 88, 1 << 40, 8),
         ("bitcode_raw_size huge", 96, 1 << 40, 8),
         ("source_name past strings", 112, 1 << 20, 4),
+        ("n_slots less than used", 116, 1, 4),
     ];
     assert!(cases.len() >= 20);
     for (what, off, v, width) in cases {
@@ -92,6 +102,11 @@ fn mutated_records_are_rejected() {
         ("function global out of range", f0, 99, 4),
         ("function first_site gap", f0 + 4, 1, 4),
         ("function n_sites too many", f0 + 8, 5, 4),
+        ("slot flag without a slot", f0 + 12 + 48, (FUNCTION_NO_REDIRECT | FUNCTION_PATCHABLE) as u64, 4),
+        ("slot without the flag", f0 + 12, FUNCTION_DECORATED as u64, 4),
+        ("slot out of range", f0 + 16, 2, 4),
+        ("slot shared by two functions", f0 + 16, 0, 4),
+        ("not redirectable with a slot", f0 + 12, (FUNCTION_NO_REDIRECT | FUNCTION_PATCHABLE | FUNCTION_DECORATED) as u64, 4),
         ("site function out of range", s0, 7, 4),
         ("site owned by the wrong function", s0, 1, 4),
         ("global name out of range", g0, 1 << 20, 4),
@@ -109,8 +124,8 @@ fn mutated_records_are_rejected() {
     assert!(Blob::parse(&m).is_err(), "unterminated string accepted");
     // Wrong version is reported as such.
     let mut m = b.clone();
-    put(&mut m, 8, 3, 4);
-    assert_eq!(Blob::parse(&m).err(), Some(Error::UnsupportedVersion(3)));
+    put(&mut m, 8, 1, 4);
+    assert_eq!(Blob::parse(&m).err(), Some(Error::UnsupportedVersion(1)));
     // A corrupt payload parses but does not decompress.
     let mut m = b.clone();
     let bc = h.bitcode_off as usize;
@@ -185,4 +200,38 @@ fn fuzz_corpus_replays_without_panic() {
         }
     }
     assert!(n >= 20, "fuzz corpus missing or too small ({n} inputs)");
+}
+
+/// `find_modules` accepts a runtime area that holds the counters and the redirect slots,
+/// and rejects one that ends before the last slot (the agent stores into the slots).
+#[test]
+fn runtime_area_must_hold_every_redirect_slot() {
+    use bitcode_embed::image::{find_modules, Segments};
+    let blob = sample();
+    let h = header(&blob);
+    let need = runtime_area_size(h.n_sites, h.n_slots);
+    assert_eq!(runtime_slots_offset(h.n_sites), 32, "16-byte header, 3 counters, aligned to 8");
+    assert_eq!(need, 32 + 2 * 8);
+    // Image: note at 0x1000, blob at 0x2000, address table at 0x8000, runtime area at 0x9000.
+    let mut note = Vec::new();
+    note.extend_from_slice(&5u32.to_le_bytes());
+    note.extend_from_slice(&(NOTE_DESC_SIZE as u32).to_le_bytes());
+    note.extend_from_slice(&NOTE_TYPE.to_le_bytes());
+    note.extend_from_slice(b"drti\0\0\0\0");
+    note.extend_from_slice(&NoteDesc { blob_rel: 0x1000, addrs_rel: 0x7000, runtime_rel: 0x8000 }.to_bytes());
+    let addrs = vec![0u8; h.n_globals as usize * 8];
+    for (size, ok) in [(need, true), (need - 1, false), (need - 8, false)] {
+        let area = vec![0u8; size as usize];
+        let mut space = Segments::default();
+        space.add(0x1000, &note, note.len() as u64);
+        space.add(0x2000, &blob, blob.len() as u64);
+        space.add(0x8000, &addrs, addrs.len() as u64);
+        space.add(0x9000, &area, size);
+        let found = find_modules(&space, &[(0x1000, &note)]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].is_ok(), ok, "runtime area of {size} bytes (need {need})");
+        if let Ok(m) = &found[0] {
+            assert_eq!(m.slots_addr(), 0x9000 + 32);
+        }
+    }
 }

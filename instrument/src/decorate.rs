@@ -9,7 +9,10 @@
 //! * at each such site, sampling code: one monotonic load of the module's hook pointer and
 //!   a branch while no agent is attached; with an agent, a per-site counter decrement and,
 //!   every N-th call, a call of the hook with the actual target;
-//! * a 5-byte patchable entry (`patchable-function-entry=5`) on every defined function;
+//! * at the entry of each such function, a check of its redirect slot: one acquire load
+//!   and a branch while the slot is null; once the agent stores F+'s address there, a
+//!   `musttail` call of F+ (format.rs, "Redirect slots"). A function whose entry cannot do
+//!   that is marked `FUNCTION_NO_REDIRECT` and its sites are not profiled;
 //! * the `.note.drti` note that lets the agent find all of it in memory.
 
 // Raw LLVM handles come from the live module being decorated (see `ir`).
@@ -58,24 +61,51 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     record_globals(m, &mut w, &mut slots, &mut index);
 
     // Function table and sites, from the clean module (nothing has been added yet).
-    let mut sites: Vec<(LLVMValueRef, u32)> = Vec::new();
-    let mut defined = Vec::new();
+    let b = Builder::new(m);
+    let mut table: Vec<(LLVMValueRef, u32, Vec<LLVMValueRef>)> = Vec::new();
+    let mut candidates = 0u32;
     for f in ir::functions(m) {
         if ir::is_declaration(f) || ir::is_llvm_reserved(&ir::name(f)) {
             continue;
         }
-        defined.push(f);
         let skipped = skip.contains(&ir::name(f));
-        let calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
-        let patchable = !ir::has_fn_attr(f, "naked") && ir::string_fn_attr(f, "patchable-function-entry").is_none();
-        let mut flags = if patchable { FUNCTION_PATCHABLE } else { 0 };
-        if skipped {
-            flags |= FUNCTION_SKIPPED;
-        }
+        let mut calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
+        let mut flags = if skipped { FUNCTION_SKIPPED } else { 0 };
         if !calls.is_empty() {
-            flags |= FUNCTION_DECORATED;
+            // Only a function the agent can redirect is worth profiling.
+            if redirect_blocker(f).is_some() {
+                flags |= FUNCTION_NO_REDIRECT;
+                calls.clear();
+            } else {
+                flags |= FUNCTION_DECORATED;
+                candidates += 1;
+            }
         }
-        w.function(index[&f], flags);
+        table.push((f, flags, calls));
+    }
+
+    // Redirect slots. Their final home (after the counters of the runtime area) is sized
+    // only once every entry has verified, so entries load from a placeholder first.
+    let slots_tmp = b.placeholder_slots(candidates);
+    let mut next_slot = 0u32;
+    let mut slot_of: HashMap<LLVMValueRef, u32> = HashMap::new();
+    for (f, flags, calls) in &mut table {
+        if *flags & FUNCTION_DECORATED == 0 {
+            continue;
+        }
+        if b.add_redirect_entry(*f, slots_tmp, candidates, next_slot) {
+            slot_of.insert(*f, next_slot);
+            next_slot += 1;
+        } else {
+            *flags = (*flags & !FUNCTION_DECORATED) | FUNCTION_NO_REDIRECT;
+            calls.clear();
+        }
+    }
+    w.reserve_slots(next_slot);
+    let defined: Vec<LLVMValueRef> = table.iter().map(|t| t.0).collect();
+    let mut sites: Vec<(LLVMValueRef, u32)> = Vec::new();
+    for (f, flags, calls) in &table {
+        w.function(index[f], *flags, slot_of.get(f).copied().unwrap_or(NO_SLOT));
         for (ordinal, &call) in calls.iter().enumerate() {
             let mut sflags = 0;
             if ir::is_invoke(call) {
@@ -87,19 +117,16 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
             let site = w.site(ordinal as u32, sflags);
             sites.push((call, site));
         }
-        if patchable {
-            ir::add_string_fn_attr(f, "patchable-function-entry", "5");
-        }
     }
     let n_sites = w.site_count();
     let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: slots.len(), blob_bytes: 0 };
     let blob = w.finish(&clean).map_err(|e| format!("compressing bitcode: {e}"))?;
     let stats = Stats { blob_bytes: blob.len(), ..stats };
 
-    let b = Builder::new(m);
-    let runtime = b.runtime_area(n_sites);
+    let runtime = b.runtime_area(n_sites, next_slot);
+    b.move_slots(slots_tmp, runtime, n_sites, next_slot);
     if !sites.is_empty() {
-        let helper = b.profile_helper(runtime, n_sites);
+        let helper = b.profile_helper(runtime);
         for &(call, site) in &sites {
             b.call_helper_before(helper, call, site);
         }
@@ -121,6 +148,34 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     b.append_used(note);
     verify(m)?;
     Ok(stats)
+}
+
+/// Why `f`'s entry cannot forward its calls to an F+ with `musttail`, if it cannot.
+fn redirect_blocker(f: LLVMValueRef) -> Option<String> {
+    if ir::has_fn_attr(f, "naked") {
+        return Some("naked function".into());
+    }
+    // C, fastcc, coldcc and the explicit SysV convention: the ones clang emits for
+    // x86-64 C and C++ and that a musttail call through a pointer handles.
+    // SAFETY: `f` is a live function.
+    let cc = unsafe { LLVMGetFunctionCallConv(f) };
+    if ![0, 8, 9, 78].contains(&cc) {
+        return Some(format!("calling convention {cc}"));
+    }
+    // SAFETY: `f` is a live function; parameter indices are 1..=count.
+    let n = unsafe { LLVMCountParams(f) };
+    for i in 1..=n {
+        // byval: LLVM 19's x86-64 musttail lowering copies a byval argument through a
+        // temporary at the bottom of the frame, over the callee-saved registers it pushed
+        // (seen here: a struct of 8 longs by value corrupted rbx/rbp of the caller).
+        for attr in ["inalloca", "preallocated", "byval"] {
+            // SAFETY: as above; a missing attribute reads as null.
+            if unsafe { !LLVMGetEnumAttributeAtIndex(f, i, ir::enum_attr_kind(attr)).is_null() } {
+                return Some(format!("{attr} parameter"));
+            }
+        }
+    }
+    None
 }
 
 /// Gives every unnamed global a name, so the clean bitcode can be bound by name.
@@ -257,24 +312,28 @@ impl Builder {
         }
     }
 
-    fn runtime_type(&self, n_sites: u32) -> LLVMTypeRef {
+    /// `{ hook, reserved, [n_sites x i32], [n_slots x ptr] }`: the natural (non-packed)
+    /// layout puts the slots at the next 8-byte boundary, as `runtime_slots_offset` says.
+    fn runtime_type(&self, n_sites: u32, n_slots: u32) -> LLVMTypeRef {
         // SAFETY: the context is live; element types are live.
         unsafe {
-            let mut fields = [self.ptr(), self.int(64), LLVMArrayType2(self.int(32), n_sites as u64)];
-            LLVMStructTypeInContext(self.ctx, fields.as_mut_ptr(), 3, 0)
+            let mut fields =
+                [self.ptr(), self.int(64), LLVMArrayType2(self.int(32), n_sites as u64), LLVMArrayType2(self.ptr(), n_slots as u64)];
+            LLVMStructTypeInContext(self.ctx, fields.as_mut_ptr(), 4, 0)
         }
     }
 
-    /// The writable runtime area: hook pointer, reserved word, one counter per site.
-    fn runtime_area(&self, n_sites: u32) -> LLVMValueRef {
-        let ty = self.runtime_type(n_sites);
+    /// The writable runtime area: hook pointer, reserved word, one counter per site, one
+    /// redirect slot per redirectable function.
+    fn runtime_area(&self, n_sites: u32, n_slots: u32) -> LLVMValueRef {
+        let ty = self.runtime_type(n_sites, n_slots);
         // SAFETY: `ty` is live.
         let zero = unsafe { LLVMConstNull(ty) };
         self.global("__drti_runtime", ty, zero, false, 16)
     }
 
     /// `internal void __drti_profile(ptr target, i32 site)`, always inlined at each site.
-    fn profile_helper(&self, runtime: LLVMValueRef, n_sites: u32) -> LLVMValueRef {
+    fn profile_helper(&self, runtime: LLVMValueRef) -> LLVMValueRef {
         let name = std::ffi::CString::new(PROFILE_HELPER).unwrap();
         // SAFETY: all values and types come from this module's context; the builder is
         // positioned on blocks of the function being built and disposed at the end.
@@ -306,7 +365,7 @@ impl Builder {
             LLVMPositionBuilderAtEnd(b, prof);
             let idx = LLVMBuildZExt(b, site, self.int(64), c"".as_ptr());
             let mut gep = [LLVMConstInt(self.int(64), 0, 0), LLVMConstInt(self.int(32), 2, 0), idx];
-            let cp = LLVMBuildInBoundsGEP2(b, self.runtime_type(n_sites), runtime, gep.as_mut_ptr(), 3, c"".as_ptr());
+            let cp = LLVMBuildInBoundsGEP2(b, LLVMGlobalGetValueType(runtime), runtime, gep.as_mut_ptr(), 3, c"".as_ptr());
             let c = LLVMBuildLoad2(b, self.int(32), cp, c"".as_ptr());
             LLVMSetOrdering(c, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingUnordered);
             LLVMSetAlignment(c, 4);
@@ -331,6 +390,138 @@ impl Builder {
             LLVMBuildRetVoid(b);
             LLVMDisposeBuilder(b);
             f
+        }
+    }
+
+    /// A zeroed internal `[n x ptr]` the redirect entries load from until
+    /// [`Self::move_slots`] points them at the runtime area.
+    fn placeholder_slots(&self, n: u32) -> LLVMValueRef {
+        // SAFETY: the array type and its null initialiser come from this context.
+        unsafe {
+            let ty = LLVMArrayType2(self.ptr(), n as u64);
+            self.global("__drti_slots.tmp", ty, LLVMConstNull(ty), false, 8)
+        }
+    }
+
+    /// Replaces the placeholder by the slot array of the runtime area and deletes it.
+    fn move_slots(&self, tmp: LLVMValueRef, runtime: LLVMValueRef, n_sites: u32, n_slots: u32) {
+        // SAFETY: `tmp` and `runtime` are live globals of this module; every use of `tmp`
+        // indexes a slot below `n_slots` (unused candidates took no index), so pointing the
+        // uses at field 3 of the runtime area (`[n_slots x ptr]`) keeps every access in
+        // bounds. The placeholder has no uses left when it is deleted.
+        unsafe {
+            let mut idx = [LLVMConstInt(self.int(32), 0, 0), LLVMConstInt(self.int(32), 3, 0)];
+            let slots = LLVMConstInBoundsGEP2(self.runtime_type(n_sites, n_slots), runtime, idx.as_mut_ptr(), 2);
+            LLVMReplaceAllUsesWith(tmp, slots);
+            LLVMDeleteGlobal(tmp);
+        }
+    }
+
+    /// Gives `f` its redirect entry:
+    /// ```text
+    /// drti.entry:  <f's static allocas>
+    ///              %t = load atomic ptr, ptr @slots[k] acquire, align 8
+    ///              br (%t != null), %drti.redirect, %old.entry   ; redirect unlikely
+    /// drti.redirect: %r = musttail call <f's cc> <f's type> %t(<f's params, attributes>)
+    ///                ret %r
+    /// ```
+    /// The static allocas move to the new entry block so they stay static (one frame of
+    /// fixed size, no stack save/restore). If the verifier refuses the result, the change is
+    /// undone and `false` returned: `f` keeps no slot.
+    fn add_redirect_entry(&self, f: LLVMValueRef, slots: LLVMValueRef, n_slots: u32, k: u32) -> bool {
+        use llvm_sys::analysis::{LLVMVerifierFailureAction, LLVMVerifyFunction};
+        // SAFETY: `f` is a live definition of this module; blocks and instructions are
+        // created in its context, allocas are moved between two blocks of `f` (the old entry
+        // has no predecessors and the new one dominates it, so every use stays dominated),
+        // and the undo path restores exactly the original blocks. The builder is disposed
+        // at the end.
+        unsafe {
+            let old_entry = LLVMGetEntryBasicBlock(f);
+            let entry = LLVMInsertBasicBlockInContext(self.ctx, old_entry, c"drti.entry".as_ptr());
+            let redirect = LLVMAppendBasicBlockInContext(self.ctx, f, c"drti.redirect".as_ptr());
+            let b = LLVMCreateBuilderInContext(self.ctx);
+            let sp = llvm_sys::debuginfo::LLVMGetSubprogram(f);
+            if !sp.is_null() {
+                // The check belongs to the function's opening line (gdb, perf annotate).
+                let line = llvm_sys::debuginfo::LLVMDISubprogramGetLine(sp);
+                LLVMSetCurrentDebugLocation2(b, llvm_sys::debuginfo::LLVMDIBuilderCreateDebugLocation(self.ctx, line, 0, sp, std::ptr::null_mut()));
+            }
+            LLVMPositionBuilderAtEnd(b, entry);
+            let mut moved = Vec::new();
+            let mut i = LLVMGetFirstInstruction(old_entry);
+            while !i.is_null() {
+                let next = LLVMGetNextInstruction(i);
+                if !LLVMIsAAllocaInst(i).is_null() && !LLVMIsAConstantInt(LLVMGetOperand(i, 0)).is_null() {
+                    LLVMInstructionRemoveFromParent(i);
+                    LLVMInsertIntoBuilder(b, i);
+                    moved.push(i);
+                }
+                i = next;
+            }
+            let mut idx = [LLVMConstInt(self.int(64), 0, 0), LLVMConstInt(self.int(64), k as u64, 0)];
+            let slot = LLVMConstInBoundsGEP2(LLVMArrayType2(self.ptr(), n_slots as u64), slots, idx.as_mut_ptr(), 2);
+            let t = LLVMBuildLoad2(b, self.ptr(), slot, c"drti.fplus".as_ptr());
+            // Acquire pairs with the agent's release store, so F+'s constants (written by
+            // the JIT before the store) are visible; on x86-64 it is the same plain `mov` as
+            // a monotonic load.
+            LLVMSetOrdering(t, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingAcquire);
+            LLVMSetAlignment(t, 8);
+            let set = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, t, LLVMConstNull(self.ptr()), c"".as_ptr());
+            let br = LLVMBuildCondBr(b, set, redirect, old_entry);
+            self.set_branch_weights(br, 1, 1 << 20);
+
+            LLVMPositionBuilderAtEnd(b, redirect);
+            let fty = LLVMGlobalGetValueType(f);
+            let mut args: Vec<LLVMValueRef> = (0..LLVMCountParams(f)).map(|i| LLVMGetParam(f, i)).collect();
+            let call = LLVMBuildCall2(b, fty, t, args.as_mut_ptr(), args.len() as u32, c"".as_ptr());
+            LLVMSetInstructionCallConv(call, LLVMGetFunctionCallConv(f));
+            // Return and parameter attributes (sret, byval, signext, ...) must match for a
+            // musttail call, and F+ was compiled with the same ones.
+            for at in 0..=args.len() as u32 {
+                let n = LLVMGetAttributeCountAtIndex(f, at);
+                let mut attrs = vec![std::ptr::null_mut(); n as usize];
+                LLVMGetAttributesAtIndex(f, at, attrs.as_mut_ptr());
+                for a in attrs {
+                    LLVMAddCallSiteAttribute(call, at, a);
+                }
+            }
+            LLVMSetTailCallKind(call, llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail);
+            if LLVMGetTypeKind(LLVMGetReturnType(fty)) == llvm_sys::LLVMTypeKind::LLVMVoidTypeKind {
+                LLVMBuildRetVoid(b);
+            } else {
+                LLVMBuildRet(b, call);
+            }
+            LLVMDisposeBuilder(b);
+
+            let bad = LLVMVerifyFunction(f, LLVMVerifierFailureAction::LLVMReturnStatusAction) != 0;
+            if bad {
+                LLVMDeleteBasicBlock(redirect);
+                let first = LLVMGetFirstInstruction(old_entry);
+                let b = LLVMCreateBuilderInContext(self.ctx);
+                for &a in &moved {
+                    LLVMInstructionRemoveFromParent(a);
+                    LLVMPositionBuilderBefore(b, first);
+                    LLVMInsertIntoBuilder(b, a);
+                }
+                LLVMDisposeBuilder(b);
+                LLVMDeleteBasicBlock(entry);
+            }
+            !bad
+        }
+    }
+
+    /// `!prof !{"branch_weights", taken, not_taken}` on a conditional branch.
+    fn set_branch_weights(&self, br: LLVMValueRef, taken: u32, not_taken: u32) {
+        // SAFETY: metadata is created in this context and attached to a live branch.
+        unsafe {
+            let kind = LLVMGetMDKindIDInContext(self.ctx, c"prof".as_ptr(), 4);
+            let mut ops = [
+                LLVMMDStringInContext2(self.ctx, c"branch_weights".as_ptr(), 14),
+                LLVMValueAsMetadata(LLVMConstInt(self.int(32), taken as u64, 0)),
+                LLVMValueAsMetadata(LLVMConstInt(self.int(32), not_taken as u64, 0)),
+            ];
+            let node = LLVMMDNodeInContext2(self.ctx, ops.as_mut_ptr(), ops.len());
+            LLVMSetMetadata(br, kind, LLVMMetadataAsValue(self.ctx, node));
         }
     }
 

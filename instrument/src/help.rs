@@ -8,7 +8,7 @@ Usage: drti-cc [clang options] files...      (drti-c++ for C++)
 
 Every clang option is accepted and means what it means to clang-19. Each C/C++ compile
 step is decorated: clang emits bitcode with your flags, drti embeds the clean bitcode and
-adds call-site profiling and patchable entries, then clang compiles it with your code
+adds call-site profiling and redirect entries, then clang compiles it with your code
 generation flags; a source read from standard input (-x c -) is decorated too, and -v
 shows clang's commands for each step. Link steps, assembly, -E, -S, -emit-llvm, -flto,
 --version and anything else pass straight to clang, and clang's own warnings and errors
@@ -29,8 +29,8 @@ Environment:
   A value that is not valid UTF-8 is one warning naming the variable; the default is used.
 
 Selection: every defined function that makes an indirect call (function pointer, C++
-virtual call) gets its sites profiled; every defined function gets a patchable entry and
-a function-table entry; the whole module's bitcode is embedded so any of its functions
+virtual call) gets its sites profiled and a redirect entry (an 8-byte slot checked on
+entry); every defined function gets a function-table entry; the whole module's bitcode is embedded so any of its functions
 can be inlined.
 ";
 

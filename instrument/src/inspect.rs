@@ -23,6 +23,9 @@ fn function_flags(flags: u32) -> Vec<&'static str> {
     if flags & FUNCTION_SKIPPED != 0 {
         out.push("skipped");
     }
+    if flags & FUNCTION_NO_REDIRECT != 0 {
+        out.push("no-redirect");
+    }
     out
 }
 

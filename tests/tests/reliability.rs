@@ -323,6 +323,9 @@ fn reloaded_plugin_gets_its_own_edge() {
 // ---------------------------------------------------------------------------------------
 // 5. W^X while patching.
 
+/// The agent writes no code (F+ is published through a data redirect slot); the JIT maps
+/// F+'s memory writable, then executable. No mapping may ever be both, while six functions
+/// are compiled, redirected and re-targeted.
 #[test]
 fn no_mapping_is_ever_writable_and_executable() {
     let dir = progs();

@@ -1,5 +1,5 @@
 //! "Sync cores": make every thread of this process serialise its instruction stream, so no
-//! core keeps executing bytes it fetched before our last write.
+//! core runs stale bytes of memory the JIT has just filled with code (see `patch`).
 
 use super::PatchError;
 
@@ -53,16 +53,24 @@ impl CoreSync {
             })
     }
 
-    pub(crate) fn sync(self, patch_point: u64) -> Result<(), PatchError> {
-        let cmd = match self {
-            CoreSync::SyncCore => CMD_PRIVATE_EXPEDITED_SYNC_CORE,
-            CoreSync::Expedited => CMD_PRIVATE_EXPEDITED,
+    /// Serialises every core running a thread of this process, before `slot` is made to
+    /// point at new code. A child of `fork` may not inherit the registration: `EPERM`
+    /// registers again and retries once.
+    pub(crate) fn sync(self, slot: u64) -> Result<(), PatchError> {
+        let (cmd, register) = match self {
+            CoreSync::SyncCore => (CMD_PRIVATE_EXPEDITED_SYNC_CORE, CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE),
+            CoreSync::Expedited => (CMD_PRIVATE_EXPEDITED, CMD_REGISTER_PRIVATE_EXPEDITED),
         };
+        let mut registered_again = false;
         loop {
             match membarrier(cmd) {
                 Ok(()) => return Ok(()),
                 Err(libc::EINTR) => continue,
-                Err(errno) => return Err(PatchError::Sync { patch_point, errno }),
+                Err(libc::EPERM) if !registered_again => {
+                    registered_again = true;
+                    membarrier(register).map_err(|errno| PatchError::Sync { slot, errno })?;
+                }
+                Err(errno) => return Err(PatchError::Sync { slot, errno }),
             }
         }
     }
