@@ -111,10 +111,10 @@ fn entry_kinds_forward_exactly() {
         let dump = dir.join(format!("dump{i}.json"));
         let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())];
         let mut cmd = command(&drti, &dir, &env, true);
-        cmd.args(["200000", "127"]);
+        cmd.args(["6000000", "127"]); // ~0.5 s at -O0: compiles finish before exit (exit does not wait for them)
         let got = output_within(cmd, Duration::from_secs(120));
         let mut cmd = command(&plain, &dir, &[], false);
-        cmd.args(["200000", "127"]);
+        cmd.args(["6000000", "127"]); // ~0.5 s at -O0: compiles finish before exit (exit does not wait for them)
         let want = output_within(cmd, Duration::from_secs(60));
         assert!(got.status.success() && got.stdout == want.stdout, "{flags:?}: {got:?}\nwant {:?}", String::from_utf8_lossy(&want.stdout));
         let v = read_dump(&dump);
