@@ -184,12 +184,12 @@ fn agent_log_never_goes_into_a_reused_fd_2() {
 }
 
 /// Item 15: a parent process that carries the same LD_PRELOAD but has no decorated code
-/// (a shell) does not overwrite the program's dump with an empty one.
+/// (bash) does not overwrite the program's dump with an empty one.
 #[test]
 fn a_shell_with_the_agent_does_not_clobber_the_programs_dump() {
     let dump = progs().join("shell.json");
     let _ = std::fs::remove_file(&dump);
-    let mut cmd = Command::new("sh");
+    let mut cmd = Command::new("bash");
     cmd.args(["-c", "./kernel twice 300; true"]).current_dir(progs()).env("LD_PRELOAD", agent()).env("DRTI_DUMP", &dump);
     let (out, _) = output_within(cmd, Duration::from_secs(30));
     assert!(out.status.success());
