@@ -283,7 +283,7 @@ impl Agent {
                 (fresh, warnings)
             });
             let Some((found, warnings)) = attached else { continue };
-            self.saw_drti_note = true;
+            self.saw_drti_note |= !found.is_empty() || !warnings.is_empty();
             attached_any |= !found.is_empty();
             for w in warnings {
                 if self.warned.insert(w.clone()) {
