@@ -2,7 +2,8 @@
 //! programs with clang-19 or drti-cc, running programs with or without the agent.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -47,20 +48,95 @@ pub fn build_demos(out: &Path, drti: bool, flags: &[&str]) {
     assert!(st.status.success(), "demo/build.sh {cc} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
 }
 
-/// Runs `prog args` in `dir` with extra environment; the agent is preloaded when `agent`.
-pub fn run(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str, &str)]>) -> Output {
-    let mut cmd = Command::new(dir.join(prog));
-    cmd.args(args).current_dir(dir);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE"] {
-        cmd.env_remove(v);
-    }
-    if let Some(env) = agent_env {
-        cmd.env("LD_PRELOAD", agent());
-        for (k, v) in env {
-            cmd.env(k, v);
+/// Removes every `DRTI_*` variable and `LD_PRELOAD` the test process inherited.
+pub fn clean_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("DRTI_") || k == "LD_PRELOAD") {
+            cmd.env_remove(k);
         }
     }
-    cmd.output().unwrap_or_else(|e| panic!("run {prog}: {e}"))
+}
+
+/// `prog args` in `dir` with a clean drti environment, plus the agent and `agent_env` when
+/// given.
+pub fn program(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str, &str)]>) -> Command {
+    let mut cmd = Command::new(dir.join(prog));
+    cmd.args(args).current_dir(dir);
+    clean_env(&mut cmd);
+    if let Some(env) = agent_env {
+        cmd.env("LD_PRELOAD", agent());
+        cmd.envs(env.iter().copied());
+    }
+    cmd
+}
+
+/// Runs `prog args` in `dir` with extra environment; the agent is preloaded when `agent`.
+pub fn run(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str, &str)]>) -> Output {
+    program(dir, prog, args, agent_env).output().unwrap_or_else(|e| panic!("run {prog}: {e}"))
+}
+
+/// Runs `cmd` (stdin closed), killing it by its pid after `limit`: `Err` with what it
+/// printed on stderr if it was still running (a hang fails the test, it does not stall
+/// the suite).
+pub fn try_output_within(mut cmd: Command, limit: Duration) -> Result<Output, String> {
+    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
+    try_wait_within(child, limit).map_err(|e| format!("{cmd:?} {e}"))
+}
+
+/// Waits for a spawned child (stdout and stderr piped), killing it by its pid after `limit`.
+pub fn try_wait_within(child: std::process::Child, limit: Duration) -> Result<Output, String> {
+    let pid = child.id();
+    let waiter = std::thread::spawn(move || child.wait_with_output());
+    let start = Instant::now();
+    while !waiter.is_finished() {
+        if start.elapsed() > limit {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            let out = waiter.join().unwrap().map_err(|e| e.to_string())?;
+            return Err(format!("(pid {pid}) still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&out.stderr)));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    waiter.join().unwrap().map_err(|e| e.to_string())
+}
+
+/// [`try_wait_within`] that panics on a hang.
+pub fn wait_within(child: std::process::Child, limit: Duration) -> Output {
+    try_wait_within(child, limit).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`try_output_within`] that panics on a hang.
+pub fn output_within(cmd: Command, limit: Duration) -> Output {
+    try_output_within(cmd, limit).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Compiles `srcs` (relative to the repository) with `compiler` -O2 and `flags` into
+/// `dir/out`; `compiler` is a build product (`drti-cc`, `drti-c++`) or a command on PATH.
+pub fn compile(dir: &Path, compiler: &str, srcs: &[&str], out: &str, flags: &[&str]) {
+    let cc = if compiler.starts_with("drti") { tool(compiler) } else { PathBuf::from(compiler) };
+    let st = Command::new(&cc)
+        .arg("-O2")
+        .args(flags)
+        .args(srcs.iter().map(|s| repo().join(s)))
+        .args(["-o", out])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("run {compiler}: {e}"));
+    assert!(st.status.success(), "{compiler} {srcs:?} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
+}
+
+/// `Err(msg())` unless `ok`: an assertion for tests that report failures as values (the
+/// `libtest-mimic` ones, whose `?` turns the message into a failure).
+pub fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), String> {
+    if ok {
+        Ok(())
+    } else {
+        Err(msg())
+    }
+}
+
+/// Status, stdout and stderr of a run, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// stdout of a successful run.

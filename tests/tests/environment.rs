@@ -7,7 +7,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() {
     let args = Arguments::from_args();
@@ -18,18 +18,9 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if ok {
-        Ok(())
-    } else {
-        Err(msg().into())
-    }
-}
-
 /// Compiles `src` (relative to the repository) with drti-cc -O2 into `dir/out`.
 fn compile(dir: &Path, src: &str, out: &str, flags: &[&str]) {
-    let st = Command::new(tool("drti-cc")).arg("-O2").args(flags).arg(repo().join(src)).args(["-o", out]).current_dir(dir).output().expect("run drti-cc");
-    assert!(st.status.success(), "drti-cc {src} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
+    drti_tests::compile(dir, "drti-cc", &[src], out, flags);
 }
 
 /// The programs of this file, built once into target/e2e/environment.
@@ -46,37 +37,13 @@ fn progs() -> &'static PathBuf {
 /// A command for `prog` without any drti or preload variable from the caller.
 fn clean_command(prog: &Path) -> Command {
     let mut cmd = Command::new(prog);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
-        cmd.env_remove(v);
-    }
+    clean_env(&mut cmd);
     cmd
 }
 
 /// Runs `cmd`, killing it (by its pid) after `limit`: a hang is a failure, not a stuck suite.
-fn output_within(mut cmd: Command, limit: Duration) -> Result<Output, Failed> {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| format!("spawn {cmd:?}: {e}"))?;
-    let (out, err) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            let _ = r.read_to_end(&mut v);
-            v
-        })
-    };
-    let (out, err) = (read(Box::new(out)), read(Box::new(err)));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
-            break st;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{cmd:?} still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&err.join().unwrap())).into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    Ok(Output { status, stdout: out.join().unwrap(), stderr: err.join().unwrap() })
+fn output_within(cmd: Command, limit: Duration) -> Result<Output, Failed> {
+    try_output_within(cmd, limit).map_err(Into::into)
 }
 
 fn describe(out: &Output) -> String {
@@ -133,7 +100,8 @@ impl Drop for RemoveDir {
 
 fn sh(cmd: &str) -> Result<(), Failed> {
     let st = Command::new("sh").args(["-c", cmd]).status().map_err(|e| e.to_string())?;
-    check(st.success(), || format!("failed: {cmd}"))
+    check(st.success(), || format!("failed: {cmd}"))?;
+    Ok(())
 }
 
 fn id(args: &[&str]) -> Option<String> {

@@ -9,19 +9,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Compiles `src` (under tests/progs) with `compiler` -O2 and `flags` into `dir/out`.
 fn compile(dir: &Path, compiler: &str, src: &str, out: &str, flags: &[&str]) {
-    let st = Command::new(tool(compiler))
-        .arg("-O2")
-        .args(flags)
-        .arg(repo().join("tests/progs").join(src))
-        .args(["-o", out])
-        .current_dir(dir)
-        .output()
-        .expect("run drti-cc");
-    assert!(st.status.success(), "{compiler} {src} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
+    drti_tests::compile(dir, compiler, &[&format!("tests/progs/{src}")], out, flags);
 }
 
 /// The programs of this file, built once into target/e2e/jit_robust.
@@ -42,39 +34,7 @@ fn progs() -> &'static PathBuf {
 /// A command for `prog` with a clean drti environment, plus the agent and `env` when
 /// `agent_env` is given.
 fn command(dir: &Path, prog: &str, agent_env: Option<&[(&str, &str)]>) -> Command {
-    let mut cmd = Command::new(dir.join(prog));
-    cmd.current_dir(dir);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
-        cmd.env_remove(v);
-    }
-    if let Some(env) = agent_env {
-        cmd.env("LD_PRELOAD", agent());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-    }
-    cmd
-}
-
-/// Runs `cmd` (stdin closed), killing it by its pid after `limit`: a hang fails the test.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    wait_within(child, limit)
-}
-
-fn wait_within(child: std::process::Child, limit: Duration) -> Output {
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    let start = Instant::now();
-    while !waiter.is_finished() {
-        if start.elapsed() > limit {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            let out = waiter.join().unwrap().unwrap();
-            panic!("pid {pid} still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    waiter.join().unwrap().expect("wait")
+    program(dir, prog, &[], agent_env)
 }
 
 fn describe(out: &Output) -> String {

@@ -3,71 +3,40 @@
 //! Programs: tests/progs/ns_*.c (and phases.c, demo/kernel.c), built with drti-cc -O2.
 
 use drti_tests::*;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-/// Compiles `src` (relative to the repository) with `cc` -O2 into `dir/out`.
-fn compile(dir: &Path, cc: &str, src: &str, out: &str, flags: &[&str]) {
-    let cc_path = if cc.starts_with("drti") { tool(cc).display().to_string() } else { cc.to_owned() };
-    let st = Command::new(&cc_path).arg("-O2").args(flags).arg(repo().join(src)).args(["-o", out]).current_dir(dir).output().expect("run the compiler");
-    assert!(st.status.success(), "{cc} {src} failed:\n{}", String::from_utf8_lossy(&st.stderr));
-}
 
 fn progs() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let d = scratch("never_stuck");
-        compile(&d, "drti-cc", "tests/progs/ns_block.c", "ns_block", &["-ldl"]);
-        compile(&d, "clang-19", "tests/progs/ns_lib.c", "ns_lib.so", &["-fPIC", "-shared"]);
+        compile(&d, "drti-cc", &["tests/progs/ns_block.c"], "ns_block", &["-ldl"]);
+        compile(&d, "clang-19", &["tests/progs/ns_lib.c"], "ns_lib.so", &["-fPIC", "-shared"]);
         let inner = format!("-DINNER=\"{}\"", d.join("ns_lib.so").display());
-        compile(&d, "clang-19", "tests/progs/ns_ctor_plugin.c", "ns_ctor_plugin.so", &["-fPIC", "-shared", &inner, "-ldl"]);
-        compile(&d, "clang-19", "tests/progs/ns_deadlock.c", "ns_deadlock", &["-pthread", "-ldl"]);
-        compile(&d, "drti-cc", "tests/progs/ns_reuse_host.c", "ns_reuse_host", &["-pthread", "-ldl"]);
-        compile(&d, "drti-cc", "tests/progs/rel_reload_plugin.c", "reuse_y.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=3"]);
-        compile(&d, "drti-cc", "tests/progs/rel_reload_plugin.c", "reuse_z.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=5"]);
-        compile(&d, "drti-cc", "tests/progs/ns_fd2.c", "ns_fd2", &[]);
-        compile(&d, "drti-cc", "tests/progs/phases.c", "phases", &[]);
-        compile(&d, "drti-cc", "demo/kernel.c", "kernel", &["-lm"]);
+        compile(&d, "clang-19", &["tests/progs/ns_ctor_plugin.c"], "ns_ctor_plugin.so", &["-fPIC", "-shared", &inner, "-ldl"]);
+        compile(&d, "clang-19", &["tests/progs/ns_deadlock.c"], "ns_deadlock", &["-pthread", "-ldl"]);
+        compile(&d, "drti-cc", &["tests/progs/ns_reuse_host.c"], "ns_reuse_host", &["-pthread", "-ldl"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_reload_plugin.c"], "reuse_y.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=3"]);
+        compile(&d, "drti-cc", &["tests/progs/rel_reload_plugin.c"], "reuse_z.so", &["-fPIC", "-shared", "-DPLUGIN_MUL=5"]);
+        compile(&d, "drti-cc", &["tests/progs/ns_fd2.c"], "ns_fd2", &[]);
+        compile(&d, "drti-cc", &["tests/progs/phases.c"], "phases", &[]);
+        compile(&d, "drti-cc", &["demo/kernel.c"], "kernel", &["-lm"]);
         d
     })
 }
 
 /// `prog args` in the test directory, the agent preloaded with `env` when given.
 fn command(prog: &str, args: &[&str], env: Option<&[(&str, &str)]>) -> Command {
-    let dir = progs();
-    let mut cmd = Command::new(dir.join(prog));
-    cmd.args(args).current_dir(dir);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("DRTI_") || k == "LD_PRELOAD" {
-            cmd.env_remove(k);
-        }
-    }
-    if let Some(env) = env {
-        cmd.env("LD_PRELOAD", agent());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-    }
-    cmd
+    program(progs(), prog, args, env)
 }
 
-/// Runs `cmd`, killing it after `limit` (a hang is a test failure, not a stuck CI).
-fn output_within(mut cmd: Command, limit: Duration) -> (Output, Duration) {
+/// Output and wall time of `cmd`, which must end within `limit`.
+fn timed(cmd: Command, limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return (child.wait_with_output().unwrap(), start.elapsed());
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output().unwrap();
-            panic!("still running after {limit:?} (hung?); stderr so far:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let out = output_within(cmd, limit);
+    (out, start.elapsed())
 }
 
 fn text(b: &[u8]) -> String {
@@ -79,11 +48,11 @@ fn text(b: &[u8]) -> String {
 fn dlopen_fork_and_exit_do_not_wait_for_compiles() {
     let lib = progs().join("ns_lib.so");
     let lib = lib.to_str().unwrap();
-    let (plain, _) = output_within(command("ns_block", &[lib], None), Duration::from_secs(30));
+    let (plain, _) = timed(command("ns_block", &[lib], None), Duration::from_secs(30));
     assert!(plain.status.success(), "plain: {}", text(&plain.stderr));
     let delay = 5000u64;
     let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_TEST_JIT_DELAY_MS", "5000")];
-    let (out, took) = output_within(command("ns_block", &[lib], Some(&env)), Duration::from_secs(120));
+    let (out, took) = timed(command("ns_block", &[lib], Some(&env)), Duration::from_secs(120));
     assert!(out.status.success(), "agent: {:?} {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     let err = text(&out.stderr);
@@ -104,10 +73,10 @@ fn dlopen_from_a_constructor_during_dlclose_never_deadlocks() {
     let d = progs();
     let args = [d.join("ns_ctor_plugin.so").display().to_string(), d.join("ns_lib.so").display().to_string(), "3000".into()];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (plain, _) = output_within(command("ns_deadlock", &args, None), Duration::from_secs(60));
+    let (plain, _) = timed(command("ns_deadlock", &args, None), Duration::from_secs(60));
     assert!(plain.status.success());
     for run in 0..3 {
-        let (out, _) = output_within(command("ns_deadlock", &args, Some(&[])), Duration::from_secs(60));
+        let (out, _) = timed(command("ns_deadlock", &args, Some(&[])), Duration::from_secs(60));
         assert!(out.status.success(), "run {run}: {:?} {}", out.status, text(&out.stderr));
         assert_eq!(text(&out.stdout), text(&plain.stdout), "run {run}");
     }
@@ -118,14 +87,14 @@ fn dlopen_from_a_constructor_during_dlclose_never_deadlocks() {
 #[test]
 fn frame_inside_f_plus_after_dlclose_never_runs_the_old_plugin() {
     let args = ["./reuse_y.so", "./reuse_z.so"];
-    let (plain, _) = output_within(command("ns_reuse_host", &args, None), Duration::from_secs(60));
+    let (plain, _) = timed(command("ns_reuse_host", &args, None), Duration::from_secs(60));
     assert!(plain.status.success());
     assert_eq!(text(&plain.stdout), "wrong=0 called=yes\n");
     let mut same_address = 0;
     for run in 0..5 {
         let dump = progs().join(format!("reuse-{run}.json"));
         let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())];
-        let (out, _) = output_within(command("ns_reuse_host", &args, Some(&env)), Duration::from_secs(60));
+        let (out, _) = timed(command("ns_reuse_host", &args, Some(&env)), Duration::from_secs(60));
         assert!(out.status.success(), "run {run}: {:?} {}", out.status, text(&out.stderr));
         assert_eq!(text(&out.stdout), text(&plain.stdout), "run {run}: {}", text(&out.stderr));
         same_address += text(&out.stderr).contains("same address: yes") as usize;
@@ -142,10 +111,10 @@ fn frame_inside_f_plus_after_dlclose_never_runs_the_old_plugin() {
 /// Item 13: code of a deoptimised F+ is freed once no thread can be inside it.
 #[test]
 fn jit_code_of_a_deopt_is_freed() {
-    let (plain, _) = output_within(command("phases", &["40000", "600"], None), Duration::from_secs(60));
+    let (plain, _) = timed(command("phases", &["40000", "600"], None), Duration::from_secs(60));
     let dump = progs().join("phases.json");
     let env = [("DRTI_HOT_THRESHOLD", "1000"), ("DRTI_DUMP", dump.to_str().unwrap())];
-    let (out, _) = output_within(command("phases", &["40000", "600"], Some(&env)), Duration::from_secs(60));
+    let (out, _) = timed(command("phases", &["40000", "600"], Some(&env)), Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     let v = read_dump(&dump);
@@ -157,12 +126,12 @@ fn jit_code_of_a_deopt_is_freed() {
 /// Item 6: logging at exit (DRTI_LOG=debug; an unwritable dump) never aborts the process.
 #[test]
 fn logging_at_exit_never_aborts() {
-    let (plain, _) = output_within(command("kernel", &["twice", "300"], None), Duration::from_secs(30));
-    let (out, _) = output_within(command("kernel", &["twice", "300"], Some(&[("DRTI_LOG", "debug")])), Duration::from_secs(30));
+    let (plain, _) = timed(command("kernel", &["twice", "300"], None), Duration::from_secs(30));
+    let (out, _) = timed(command("kernel", &["twice", "300"], Some(&[("DRTI_LOG", "debug")])), Duration::from_secs(30));
     assert!(out.status.success(), "DRTI_LOG=debug: {:?} {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     let env = [("DRTI_LOG", "info"), ("DRTI_DUMP", "/nonexistent-dir/drti.json")];
-    let (out, _) = output_within(command("kernel", &["twice", "300"], Some(&env)), Duration::from_secs(30));
+    let (out, _) = timed(command("kernel", &["twice", "300"], Some(&env)), Duration::from_secs(30));
     assert!(out.status.success(), "unwritable dump: {:?} {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));
     let err = text(&out.stderr);
@@ -176,7 +145,7 @@ fn logging_at_exit_never_aborts() {
 fn agent_log_never_goes_into_a_reused_fd_2() {
     let own = progs().join("own-fd2.txt");
     let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_LOG", "info")];
-    let (out, _) = output_within(command("ns_fd2", &[own.to_str().unwrap()], Some(&env)), Duration::from_secs(30));
+    let (out, _) = timed(command("ns_fd2", &[own.to_str().unwrap()], Some(&env)), Duration::from_secs(30));
     assert!(out.status.success(), "{:?}", out.status);
     let file = std::fs::read_to_string(&own).unwrap();
     assert_eq!(file, "the program's own line\n", "agent output leaked into the program's file");
@@ -191,7 +160,7 @@ fn a_shell_with_the_agent_does_not_clobber_the_programs_dump() {
     let _ = std::fs::remove_file(&dump);
     let mut cmd = Command::new("bash");
     cmd.args(["-c", "./kernel twice 300; true"]).current_dir(progs()).env("LD_PRELOAD", agent()).env("DRTI_DUMP", &dump);
-    let (out, _) = output_within(cmd, Duration::from_secs(30));
+    let (out, _) = timed(cmd, Duration::from_secs(30));
     assert!(out.status.success());
     let v = read_dump(&dump);
     let modules = v["modules"].as_array().unwrap();

@@ -7,8 +7,8 @@
 
 use drti_tests::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const RUNS: usize = 20;
 const ARGS: &[&str] = &["1000000"];
@@ -26,29 +26,10 @@ fn build(dir: &Path) -> PathBuf {
     out
 }
 
-/// Runs `cmd`, killing it (by its pid) after `limit`: a hang is a failure, not a stuck suite.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    let start = Instant::now();
-    while !waiter.is_finished() {
-        if start.elapsed() > limit {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            let out = waiter.join().unwrap().unwrap();
-            panic!("{cmd:?} still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    waiter.join().unwrap().expect("wait")
-}
-
 fn command(prog: &Path, dir: &Path, env: &[(&str, &str)], agent: bool) -> Command {
     let mut cmd = Command::new(prog);
     cmd.current_dir(dir);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
-        cmd.env_remove(v);
-    }
+    clean_env(&mut cmd);
     if agent {
         cmd.env("LD_PRELOAD", drti_tests::agent());
     }

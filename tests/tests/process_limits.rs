@@ -35,14 +35,6 @@ fn main() {
     libtest_mimic::run(&args, trials).exit();
 }
 
-fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
-    if ok {
-        Ok(())
-    } else {
-        Err(msg().into())
-    }
-}
-
 /// Builds `src` with `cc` and flags into `dir/out`; Err(clang's message) on failure.
 fn build(dir: &Path, cc: &Path, flags: &[&str], out: &str) -> Result<(), String> {
     let o = Command::new(cc).args(flags).arg(repo().join(PROG)).args(["-pthread", "-o", out]).current_dir(dir).output().map_err(|e| e.to_string())?;
@@ -73,20 +65,12 @@ fn run_limited(dir: &Path, prog: &str, args: &[&str], limit: Option<(&str, u64)>
     script.push_str("exec \"$@\"");
     let mut cmd = Command::new("sh");
     cmd.arg("-c").arg(script).arg("sh").arg(dir.join(prog)).args(args).current_dir(dir);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
-        cmd.env_remove(v);
-    }
+    clean_env(&mut cmd);
     if let Some(env) = agent_env {
         cmd.env("LD_PRELOAD", agent());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        cmd.envs(env.iter().copied());
     }
     cmd.output().expect("run sh")
-}
-
-fn describe(o: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
 /// Lines of `with`'s stderr that `without`'s stderr does not have.
@@ -127,7 +111,8 @@ fn generous_limit_still_optimises() -> Result<(), Failed> {
     check(out.status.code() == Some(3) && out.stdout == plain.stdout && out.stderr.is_empty(), || describe(&out))?;
     let v = read_dump(&dump);
     let patched = v["patches"].as_array().is_some_and(|p| p.iter().any(|p| p["function"] == "apply"));
-    check(patched, || format!("apply was not patched under a 2 GiB limit: {v:#}"))
+    check(patched, || format!("apply was not patched under a 2 GiB limit: {v:#}"))?;
+    Ok(())
 }
 
 /// A `-fsanitize=FLAG` build (drti-cc and plain clang-19, same flags) runs under the agent

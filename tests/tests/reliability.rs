@@ -7,9 +7,9 @@
 
 use drti_tests::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Runs per repeated case.
 fn runs() -> usize {
@@ -18,19 +18,6 @@ fn runs() -> usize {
     } else {
         10
     }
-}
-
-/// Compiles `srcs` (relative to the repository) with `compiler` (drti-cc / drti-c++) -O2.
-fn compile(dir: &Path, compiler: &str, srcs: &[&str], out: &str, flags: &[&str]) {
-    let st = Command::new(tool(compiler))
-        .arg("-O2")
-        .args(flags)
-        .args(srcs.iter().map(|s| repo().join(s)))
-        .args(["-o", out])
-        .current_dir(dir)
-        .output()
-        .expect("run drti-cc");
-    assert!(st.status.success(), "{compiler} {srcs:?} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
 }
 
 /// The programs of this file, built once into target/e2e/reliability.
@@ -50,40 +37,6 @@ fn progs() -> &'static PathBuf {
     })
 }
 
-/// A command for `prog` in `dir` with a clean drti environment, plus the agent and `env`
-/// when `agent_env` is given.
-fn command(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str, &str)]>) -> Command {
-    let mut cmd = Command::new(dir.join(prog));
-    cmd.args(args).current_dir(dir);
-    for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE", "LD_PRELOAD"] {
-        cmd.env_remove(v);
-    }
-    if let Some(env) = agent_env {
-        cmd.env("LD_PRELOAD", agent());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-    }
-    cmd
-}
-
-/// Runs `cmd`, killing it (by its pid) after `limit`: a hang is a failure, not a stuck suite.
-fn output_within(mut cmd: Command, limit: Duration) -> Output {
-    let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
-    let pid = child.id();
-    let waiter = std::thread::spawn(move || child.wait_with_output());
-    let start = Instant::now();
-    while !waiter.is_finished() {
-        if start.elapsed() > limit {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            let out = waiter.join().unwrap().unwrap();
-            panic!("{cmd:?} still running after {limit:?}: killed; stderr:\n{}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    waiter.join().unwrap().expect("wait")
-}
-
 /// Spawns all `cmds` at once (at most `batch` at a time) and returns their outputs in order.
 fn outputs_batched(cmds: Vec<Command>, batch: usize, limit: Duration) -> Vec<Output> {
     let mut out = Vec::new();
@@ -93,10 +46,6 @@ fn outputs_batched(cmds: Vec<Command>, batch: usize, limit: Duration) -> Vec<Out
         out.extend(group.into_iter().map(|h| h.join().unwrap()));
     }
     out
-}
-
-fn describe(out: &Output) -> String {
-    format!("status {:?}\nstdout:\n{}\nstderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// stdout of a run that must have exited 0 with exactly `want` on stdout.
@@ -132,7 +81,7 @@ fn threads_case(threshold: Option<&str>) {
     }
     let mut failures = Vec::new();
     for i in 0..runs() {
-        let out = output_within(command(dir, "threads", &args, Some(&env)), Duration::from_secs(60));
+        let out = output_within(program(dir, "threads", &args, Some(&env)), Duration::from_secs(60));
         if !out.status.success() || String::from_utf8_lossy(&out.stdout) != plain {
             failures.push(format!("run {i}: {}", describe(&out)));
         }
@@ -166,7 +115,7 @@ fn threads_quiesced_case(threshold: Option<&str>, tag: &str) -> usize {
         if let Some(t) = threshold {
             env.push(("DRTI_HOT_THRESHOLD", t));
         }
-        cmds.push(command(dir, "rel_threads_quiesce", &args, Some(&env)));
+        cmds.push(program(dir, "rel_threads_quiesce", &args, Some(&env)));
     }
     let outs = outputs_batched(cmds, 2, Duration::from_secs(120));
     let mut compiles = 0;
@@ -216,7 +165,7 @@ fn exception_through_inlined_callee_is_caught_by_caller() {
     for threshold in ["50", "10000"] {
         let dump = dir.join(format!("exception-{threshold}.json"));
         let out = output_within(
-            command(dir, "exception", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            program(dir, "exception", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
             Duration::from_secs(60),
         );
         assert_same(&out, &plain, &format!("exception, threshold {threshold}"));
@@ -247,7 +196,7 @@ fn fork_parent_and_children_finish_with_valid_dumps() {
             }
         }
         let out = output_within(
-            command(dir, "rel_fork", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            program(dir, "rel_fork", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
             Duration::from_secs(60),
         );
         assert_same(&out, &plain, &format!("rel_fork, threshold {threshold}"));
@@ -279,7 +228,7 @@ fn reload(threshold: &str, tag: &str) -> (Output, serde_json::Value, String) {
     assert_eq!(plain.lines().count(), 4, "{plain}");
     let dump = dir.join(format!("reload-{tag}.json"));
     let out = output_within(
-        command(dir, "rel_reload_host", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
+        program(dir, "rel_reload_host", &args, Some(&[("DRTI_HOT_THRESHOLD", threshold), ("DRTI_DUMP", dump.to_str().unwrap())])),
         Duration::from_secs(60),
     );
     let v = dump_v1(&dump);
@@ -334,7 +283,7 @@ fn no_mapping_is_ever_writable_and_executable() {
     for i in 0..n {
         let dump = dir.join(format!("wx-{i}.json"));
         let out = output_within(
-            command(dir, "rel_wx", &["300", "800", "400"], Some(&[("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())])),
+            program(dir, "rel_wx", &["300", "800", "400"], Some(&[("DRTI_HOT_THRESHOLD", "1"), ("DRTI_DUMP", dump.to_str().unwrap())])),
             Duration::from_secs(60),
         );
         assert_same(&out, &plain, "rel_wx");
