@@ -137,10 +137,20 @@ pub fn is_closing(base: u64) -> bool {
 /// Runs `f` (agent thread only: short, no locks, no loader calls) if none of the objects
 /// at `bases` is closing; `None` if one is, and then `f` did not run.
 pub fn touching<R>(bases: &[u64], f: impl FnOnce() -> R) -> Option<R> {
+    /// Clears BUSY however the section ends (a panic must not leave dlclose waiting).
+    struct Busy;
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            BUSY.store(0, SeqCst);
+        }
+    }
     BUSY.store(1, SeqCst);
-    let r = if bases.iter().any(|&b| is_closing(b)) { None } else { Some(f()) };
-    BUSY.store(0, SeqCst);
-    r
+    let _busy = Busy;
+    if bases.iter().any(|&b| is_closing(b)) {
+        None
+    } else {
+        Some(f())
+    }
 }
 
 /// Bases of the dlcloses that have finished; [`forget_closed`] them once the module list
@@ -193,5 +203,9 @@ mod tests {
         assert_eq!(touching(&[base], || 4), None, "closed but not yet reconciled");
         forget_closed(&done);
         assert_eq!(touching(&[base], || 5), Some(5));
+        // A section that panics still lets the next dlclose through.
+        assert!(std::panic::catch_unwind(|| touching(&[base], || panic!("in section"))).is_err());
+        begin_close(base).done();
+        forget_closed(&closed());
     }
 }

@@ -67,7 +67,10 @@ fn spawn() {
     let spawned = std::thread::Builder::new().name("drti-agent".into()).spawn(|| {
         crate::preload::mark_agent_thread();
         let _ = lifecycle::AGENT_THREAD.set(std::thread::current());
-        run();
+        if std::panic::catch_unwind(run).is_err() {
+            // Nothing waits for this thread: the program runs on with what is patched.
+            tracing::warn!("the drti agent thread stopped after an internal error; the program runs on");
+        }
     });
     if let Err(e) = spawned {
         tracing::warn!("cannot start the agent thread ({e}); the program runs unoptimised");
