@@ -25,6 +25,12 @@ pub struct Config {
     pub disable: bool,
     /// `DRTI_TEST_JIT_FAIL`: (tests only) names of functions whose compile fails on purpose.
     pub test_jit_fail: Vec<String>,
+    /// `DRTI_JIT_BUDGET`: JIT CPU time as a share of the process's CPU time (after a
+    /// start-up allowance); 0 = unlimited.
+    pub jit_budget: f64,
+    /// Whether `DRTI_HOT_THRESHOLD` was given: then every edge that reaches it is compiled
+    /// (DESIGN.md's count); otherwise compiles must also pay back (see `policy`).
+    pub threshold_given: bool,
 }
 
 impl Default for Config {
@@ -39,6 +45,8 @@ impl Default for Config {
             perf_map: false,
             disable: false,
             test_jit_fail: Vec::new(),
+            jit_budget: 0.25,
+            threshold_given: false,
         }
     }
 }
@@ -77,6 +85,7 @@ impl Config {
             }
         };
         c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2, &mut warnings);
+        c.threshold_given = get("DRTI_HOT_THRESHOLD").is_some();
         c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16, &mut warnings) as usize;
         let flag = |name: &str, default: bool, warnings: &mut Vec<String>| -> bool {
             match string(name, &(default as u8).to_string(), warnings).as_deref().map(str::trim) {
@@ -97,6 +106,12 @@ impl Config {
         }
         c.log_file = string("DRTI_LOG_FILE", "stderr", &mut warnings).filter(|v| !v.is_empty());
         c.dump = string("DRTI_DUMP", "no dump", &mut warnings).filter(|v| !v.is_empty());
+        if let Some(v) = string("DRTI_JIT_BUDGET", &c.jit_budget.to_string(), &mut warnings) {
+            match v.trim().parse::<f64>() {
+                Ok(b) if (0.0..=1.0).contains(&b) => c.jit_budget = b,
+                _ => warnings.push(format!("DRTI_JIT_BUDGET={v:?} is not a share in 0..=1 (0 = unlimited); using the default {}", c.jit_budget)),
+            }
+        }
         c.test_jit_fail = string("DRTI_TEST_JIT_FAIL", "none", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
         (c, warnings)
     }

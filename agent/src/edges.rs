@@ -58,6 +58,8 @@ pub struct Edge {
     pub callee: Callee,
     /// Why the edge is rejected / invalidated.
     pub reason: Option<String>,
+    /// Decayed calls per second (the compile policy's heat).
+    pub rate: crate::policy::Rate,
 }
 
 /// All edges.

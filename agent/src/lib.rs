@@ -18,6 +18,7 @@ pub mod guardrails;
 pub mod jit_bridge;
 pub mod lifecycle;
 pub mod patch;
+pub mod policy;
 pub mod preload;
 pub mod profile;
 pub mod state;

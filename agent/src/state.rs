@@ -123,6 +123,16 @@ pub struct Agent {
     pub saw_drti_note: bool,
     /// Warnings about bad modules already given (each is given once).
     pub warned: std::collections::HashSet<String>,
+    /// When the agent started (the policy's clock).
+    pub started: std::time::Instant,
+    /// CPU milliseconds spent in compiles so far.
+    pub jit_cpu_ms: f64,
+    /// What compiles of each module cost so far.
+    pub compile_cost: HashMap<usize, crate::policy::CostModel>,
+    /// Functions with hot edges the policy did not compile (yet), and why.
+    pub deferred: HashMap<(usize, u32), String>,
+    /// The policy deferred every waiting compile: do not ask again before this.
+    pub policy_wait_until: Option<std::time::Instant>,
 }
 
 /// The state, leaked once created; a fork child may swap in a fresh one (see `after_fork`).
@@ -148,6 +158,11 @@ fn fresh(config: Config) -> Agent {
         fork_child_note: None,
         saw_drti_note: false,
         warned: Default::default(),
+        started: std::time::Instant::now(),
+        jit_cpu_ms: 0.0,
+        compile_cost: HashMap::new(),
+        deferred: HashMap::new(),
+        policy_wait_until: None,
     }
 }
 

@@ -122,9 +122,10 @@ fn run() {
         if let Some(mut agent) = state::lock() {
             // Samples are popped only under the lock, so none is lost when the exit
             // handler takes the lock for good.
+            let now_s = agent.started.elapsed().as_secs_f64();
             for _ in 0..4096 {
                 let Some(s) = profile::pop() else { break };
-                record(&mut agent, &s);
+                record(&mut agent, &s, now_s);
                 idle = false;
             }
             if agent.config.jit && crate::guardrails::out_of_memory() {
@@ -133,8 +134,8 @@ fn run() {
             if agent.config.jit {
                 want_jit = agent.want_tools && agent.jit.is_none();
                 if !want_jit {
-                    while job.is_none() && !agent.pending.is_empty() {
-                        let f = agent.pending.remove(0);
+                    while job.is_none() {
+                        let Some(f) = next_compile(&mut agent) else { break };
                         job = prepare(&mut agent, f);
                     }
                 }
@@ -149,7 +150,13 @@ fn run() {
             idle = false;
         }
         if let Some(job) = job {
+            let cpu = thread_cpu_ms();
             let res = job.run();
+            let cpu_ms = thread_cpu_ms() - cpu;
+            if let Some(mut agent) = state::lock() {
+                agent.jit_cpu_ms += cpu_ms;
+                agent.compile_cost.entry(job.modules[0]).or_default().observe(cpu_ms);
+            }
             if let Some(mut agent) = state::lock() {
                 apply(&mut agent, job, res);
             }
@@ -216,29 +223,33 @@ fn load_jit() {
 
 /// Records every queued sample (at exit, so the dump counts them all).
 pub fn drain(agent: &mut Agent) {
+    let now_s = agent.started.elapsed().as_secs_f64();
     while let Some(s) = profile::pop() {
-        record(agent, &s);
+        record(agent, &s, now_s);
     }
 }
 
 /// Adds one sample to the edge table; queues the caller when an edge gets hot.
-fn record(agent: &mut Agent, s: &Sample) {
+fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     let Some(&id) = agent.by_area.get(&s.area) else { return };
     let key = (id, s.site, s.target);
     if !agent.edges.map.contains_key(&key) {
         let callee = agent.resolve(s.target);
-        agent.edges.map.insert(key, Edge { calls: 0, recent: 0, samples: 0, state: EdgeState::Cold, callee, reason: None });
+        agent.edges.map.insert(key, Edge { calls: 0, recent: 0, samples: 0, state: EdgeState::Cold, callee, reason: None, rate: Default::default() });
     }
-    let threshold = agent.config.hot_threshold;
     // Edges of a function given up on (after repeated deopts) keep the state and reason
-    // of their last compile instead of turning hot again for nothing.
+    // of their last compile instead of turning hot again for nothing; after each deopt a
+    // function needs twice the evidence.
     let caller = agent.module(id).and_then(|m| m.blob.site(s.site)).map(|site| (id, site.function));
-    let given_up = caller.and_then(|f| agent.functions.get(&f)).is_some_and(|st| st.0 == FnStatus::Given);
+    let st = caller.and_then(|f| agent.functions.get(&f)).copied().unwrap_or_default();
+    let given_up = st.0 == FnStatus::Given;
+    let threshold = crate::policy::evidence_needed(agent.config.hot_threshold, st.1);
     let mut got_hot = false;
     if let Some(mut e) = agent.edges.map.get_mut(&key) {
         e.calls += s.weight as u64;
         e.recent += s.weight as u64;
         e.samples += 1;
+        e.rate.observe(s.weight as f64, now_s);
         // An edge into an unloaded module stays invalidated (late samples still count).
         let callee_live = match e.callee {
             Callee::Decorated { module, .. } => agent.module(module).is_some(),
@@ -266,6 +277,71 @@ fn record(agent: &mut Agent, s: &Sample) {
         st.0 = FnStatus::Queued;
         st.2.get_or_insert_with(Instant::now);
         agent.pending.push(f);
+    }
+}
+
+/// CPU milliseconds this thread has used.
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+/// CPU milliseconds the whole process has used.
+fn process_cpu_ms() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills `t`.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
+/// The waiting function the policy compiles next, taken off the queue; `None` when none
+/// should be compiled now (each waiting function's reason is kept for the dump).
+fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
+    if agent.pending.is_empty() || agent.policy_wait_until.is_some_and(|t| Instant::now() < t) {
+        return None;
+    }
+    let now_s = agent.started.elapsed().as_secs_f64();
+    // Calls per second of each waiting function's hot edges.
+    let mut rate: std::collections::HashMap<(usize, u32), f64> = agent.pending.iter().map(|&f| (f, 0.0)).collect();
+    for e in agent.edges.map.iter() {
+        if e.state != EdgeState::Hot {
+            continue;
+        }
+        let (mid, site, _) = *e.key();
+        let Some(&(fi, _)) = agent.modules.get(mid).and_then(|m| m.site_info.get(site as usize)) else { continue };
+        if let Some(r) = rate.get_mut(&(mid, fi)) {
+            *r += e.rate.at(now_s);
+        }
+    }
+    let cands: Vec<crate::policy::Candidate> = agent
+        .pending
+        .iter()
+        .map(|f| crate::policy::Candidate { calls_per_s: rate[f], cost_ms: agent.compile_cost.get(&f.0).copied().unwrap_or_default().expected_ms })
+        .collect();
+    let knobs = crate::policy::Knobs { threshold: agent.config.hot_threshold, budget_share: agent.config.jit_budget, require_payback: !agent.config.threshold_given };
+    let process = crate::policy::Process { run_s: now_s, cpu_ms: process_cpu_ms(), jit_cpu_ms: agent.jit_cpu_ms };
+    match crate::policy::decide(&knobs, &cands, &process) {
+        crate::policy::Decision::Compile(i) => {
+            let f = agent.pending.remove(i);
+            agent.deferred.remove(&f);
+            Some(f)
+        }
+        d => {
+            // Rates and budgets change slowly: look again in a while, not every loop.
+            agent.policy_wait_until = Some(Instant::now() + Duration::from_millis(50));
+            for (f, c) in agent.pending.clone().into_iter().zip(&cands) {
+                let why = match d {
+                    crate::policy::Decision::OverBudget => format!("JIT CPU budget spent ({:.0} ms of compiles; DRTI_JIT_BUDGET={})", agent.jit_cpu_ms, agent.config.jit_budget),
+                    _ => format!("does not pay back yet: {:.0} calls/s would repay a {:.0} ms compile in {:.1} s", c.calls_per_s, c.cost_ms, c.payback_s()),
+                };
+                if agent.deferred.insert(f, why.clone()).is_none() {
+                    tracing::debug!(function = %agent.function_name(f.0, f.1), "compile deferred: {why}");
+                }
+            }
+            None
+        }
     }
 }
 
