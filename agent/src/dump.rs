@@ -175,6 +175,8 @@ pub fn to_json(agent: &Agent) -> Value {
            "sample_period": agent.config.sample_period(), "samples_dropped": crate::profile::dropped(),
            "jit_load_ms": agent.jit_load_ms, "jit_code_released": agent.code.released,
            "jit_code_waiting": agent.code.retired(), "fork_child_note": agent.fork_child_note,
+           "jit_cpu_ms": agent.jit_cpu_ms, "jit_budget": agent.config.jit_budget,
+           "deferred": agent.deferred.iter().map(|(&(m, f), why)| json!({"function": agent.function_name(m, f), "why": why})).collect::<Vec<_>>(),
            "modules": modules, "edges": edges, "compiles": compiles, "patches": patches})
 }
 

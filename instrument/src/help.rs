@@ -50,7 +50,10 @@ Usage:
   drti --version | --help
 
 Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
-  DRTI_HOT_THRESHOLD=N  calls on one (site, target) edge before it is compiled (10000; 1 = first sight)
+  DRTI_HOT_THRESHOLD=N  calls on one (site, target) edge before it is compiled (1 = first sight);
+                        unset, 10000 is only the minimum evidence and a compile must also
+                        pay back (calls/s x saving vs compile CPU)
+  DRTI_JIT_BUDGET=S     JIT CPU as a share of the process's CPU after a 1 s allowance (0.25; 0 = unlimited)
   DRTI_LOG=FILTER       tracing filter, e.g. info or drti_agent::jit=debug (warn)
   DRTI_LOG_FILE=PATH    write the log there instead of stderr
   DRTI_DUMP=PATH        write the JSON dump there at exit

@@ -1,0 +1,55 @@
+//! Issue 11: the compile policy. Under the default threshold a compile must pay back
+//! (benefit = calls/s x saving per call, cost = compile CPU); a threshold the user gives
+//! keeps DESIGN.md's count ("compiled after N calls").
+
+use drti_tests::*;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+fn dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = scratch("policy");
+        compile(&d, "drti-cc", &["tests/progs/policy_mix.c"], "policy_mix", &[]);
+        d
+    })
+}
+
+fn compiled(v: &serde_json::Value, f: &str) -> bool {
+    v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == f && c["ok"] == true)
+}
+
+#[test]
+fn a_cold_wrapper_is_deferred_a_hot_callback_is_compiled() {
+    let plain = output_within(program(dir(), "policy_mix", &[], None), Duration::from_secs(60));
+    let dump = dir().join("default.json");
+    let env = [("DRTI_DUMP", dump.to_str().unwrap())];
+    let out = output_within(program(dir(), "policy_mix", &[], Some(&env)), Duration::from_secs(60));
+    assert_eq!(stdout_ok(&out, "policy_mix"), stdout_ok(&plain, "policy_mix"));
+    let v = read_dump(&dump);
+    assert!(compiled(&v, "apply"), "the hot callback's function was not compiled: {v:#}");
+    assert!(!compiled(&v, "locked"), "a wrapper called ~60k times a second got a compile that cannot pay back: {v:#}");
+    let deferred = v["deferred"].as_array().unwrap();
+    assert!(deferred.iter().any(|d| d["function"] == "locked" && d["why"].as_str().unwrap().contains("pay back")), "{v:#}");
+    assert!(v["jit_cpu_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{v:#}");
+}
+
+#[test]
+fn a_given_threshold_compiles_whatever_reaches_it() {
+    let dump = dir().join("given.json");
+    let env = [("DRTI_DUMP", dump.to_str().unwrap()), ("DRTI_HOT_THRESHOLD", "10000")];
+    let out = output_within(program(dir(), "policy_mix", &[], Some(&env)), Duration::from_secs(60));
+    stdout_ok(&out, "policy_mix");
+    let v = read_dump(&dump);
+    assert!(compiled(&v, "apply") && compiled(&v, "locked"), "{v:#}");
+}
+
+#[test]
+fn a_bad_budget_value_warns_once_and_the_program_runs() {
+    let env = [("DRTI_JIT_BUDGET", "lots")];
+    let out = output_within(program(dir(), "policy_mix", &["100", "10"], Some(&env)), Duration::from_secs(60));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("DRTI_JIT_BUDGET").count(), 1, "{err}");
+    stdout_ok(&out, "policy_mix");
+}
