@@ -50,6 +50,9 @@ pub struct CompileRecord {
     pub error: Option<String>,
     /// Milliseconds from the edge turning hot to the patch being live.
     pub hot_to_patch_ms: Option<f64>,
+    /// Milliseconds from the first sample of the earliest inlined edge to the patch
+    /// being live (includes the time the edge took to gather evidence).
+    pub seen_to_patch_ms: Option<f64>,
 }
 
 /// A patch, for the dump and for reverting.

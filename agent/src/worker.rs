@@ -372,6 +372,8 @@ struct Job {
     misses: Vec<&'static AtomicU64>,
     inject_failure: bool,
     jit: Arc<crate::jit_bridge::Jit>,
+    /// When the earliest inlined edge was first sampled (seconds since the agent started).
+    first_seen_s: Option<f64>,
 }
 
 impl Job {
@@ -606,7 +608,13 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
     }
     let misses: Vec<&'static AtomicU64> = plans.iter().map(|_| &*Box::leak(Box::new(AtomicU64::new(0)))).collect();
     tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
+    let first_seen_s = plans
+        .iter()
+        .flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc))
+        .filter_map(|(k, _)| agent.edges.map.get(k).map(|e| e.rate.since_s))
+        .min_by(f64::total_cmp);
     Some(Job {
+        first_seen_s,
         f,
         inject_failure: agent.config.test_jit_fail.contains(&name),
         name,
@@ -650,7 +658,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         let key = plans.iter().flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).nth(res.rejected_target as usize);
         if let Some(key) = key {
             tracing::info!(function = %name, "edge rejected: {err}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None });
             agent.edges.set_state(key, EdgeState::Rejected, Some(err));
             agent.functions.entry(f).or_default().0 = FnStatus::Queued;
             agent.pending.push(f);
@@ -659,7 +667,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     }
     if res.ok == 0 {
         let err = res.error_text();
-        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
+        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None });
         for p in plans {
             for &(k, _) in &p.edges {
                 agent.edges.set_state(k, EdgeState::Rejected, Some(err.clone()));
@@ -693,6 +701,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     });
     let hot_since = agent.functions.get(&f).and_then(|s| s.2);
     let hot_to_patch_ms = hot_since.map(|t| t.elapsed().as_secs_f64() * 1e3);
+    let seen_to_patch_ms = job.first_seen_s.map(|s| (agent.started.elapsed().as_secs_f64() - s) * 1e3);
     tracing::debug!(ms = patch_started.elapsed().as_secs_f64() * 1e3, "patch written");
     let Some(patched) = patched else {
         // F's object is closing: never installed.
@@ -718,7 +727,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
                     }
                 }
             }
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms });
             for p in plans {
                 for &(k, included) in &p.edges {
                     if included {
@@ -734,7 +743,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         Err(e) => {
             job.discard(&res);
             let err = format!("patch failed: {e}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None });
             give_up(agent, f, &name, &err, false);
         }
     }

@@ -33,6 +33,10 @@ fn a_cold_wrapper_is_deferred_a_hot_callback_is_compiled() {
     let deferred = v["deferred"].as_array().unwrap();
     assert!(deferred.iter().any(|d| d["function"] == "locked" && d["why"].as_str().unwrap().contains("pay back")), "{v:#}");
     assert!(v["jit_cpu_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{v:#}");
+    // Latency is also measured from the edge's first sample, which precedes it turning hot.
+    let c = v["compiles"].as_array().unwrap().iter().find(|c| c["function"] == "apply").unwrap();
+    let (seen, hot) = (c["seen_to_patch_ms"].as_f64().unwrap(), c["hot_to_patch_ms"].as_f64().unwrap());
+    assert!(seen >= hot, "first sample to patch {seen} ms < hot to patch {hot} ms: {c}");
 }
 
 #[test]
