@@ -58,6 +58,15 @@ impl Config {
     pub fn from_env(get: impl Fn(&str) -> Option<OsString>) -> (Config, Vec<String>) {
         let mut c = Config::default();
         let mut warnings = Vec::new();
+        // Which variables are set at all (read once each, through this wrapper).
+        let present = std::cell::RefCell::new(Vec::<String>::new());
+        let get = |name: &str| {
+            let v = get(name);
+            if v.is_some() {
+                present.borrow_mut().push(name.to_owned());
+            }
+            v
+        };
         // The value of `name` as text: None when unset, Err(the start of a warning) when it
         // is not UTF-8; each caller finishes the warning with its default.
         let text = |name: &str| -> Result<Option<String>, String> {
@@ -85,7 +94,7 @@ impl Config {
             }
         };
         c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2, &mut warnings);
-        c.threshold_given = get("DRTI_HOT_THRESHOLD").is_some();
+        c.threshold_given = present.borrow().iter().any(|n| n == "DRTI_HOT_THRESHOLD");
         c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16, &mut warnings) as usize;
         let flag = |name: &str, default: bool, warnings: &mut Vec<String>| -> bool {
             match string(name, &(default as u8).to_string(), warnings).as_deref().map(str::trim) {
@@ -146,6 +155,17 @@ mod tests {
         let (c, w) = Config::from_env(env(&[("DRTI_HOT_THRESHOLD", "1"), ("DRTI_JIT", "0"), ("DRTI_MAX_TARGETS", "2")]));
         assert_eq!((c.hot_threshold, c.jit, c.max_targets, c.sample_period()), (1, false, 2, 1));
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn threshold_given_and_jit_budget() {
+        let (c, _) = Config::from_env(env(&[]));
+        assert!(!c.threshold_given && c.jit_budget == 0.25);
+        let (c, w) = Config::from_env(env(&[("DRTI_HOT_THRESHOLD", "10000"), ("DRTI_JIT_BUDGET", "0.5")]));
+        assert!(c.threshold_given && c.jit_budget == 0.5 && w.is_empty());
+        let (c, w) = Config::from_env(env(&[("DRTI_JIT_BUDGET", "2")]));
+        assert_eq!(c.jit_budget, 0.25);
+        assert!(w.len() == 1 && w[0].contains("DRTI_JIT_BUDGET"), "{w:?}");
     }
 
     #[test]

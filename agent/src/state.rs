@@ -71,6 +71,8 @@ pub struct PatchEntry {
     pub misses: Vec<&'static std::sync::atomic::AtomicU64>,
     /// Misses seen at the last check.
     pub misses_seen: u64,
+    /// The functions whose bodies F+ inlined (module, function).
+    pub inlined: Vec<(usize, u32)>,
 }
 
 /// Per-function JIT status.
@@ -134,6 +136,9 @@ pub struct Agent {
     pub compile_cost: HashMap<usize, crate::policy::CostModel>,
     /// Functions with hot edges the policy did not compile (yet), and why.
     pub deferred: HashMap<(usize, u32), String>,
+    /// Functions whose F+ inlined a function that has since got compiled code of its
+    /// own: planned again first, so the specialised code becomes reachable.
+    pub replan: Vec<(usize, u32)>,
     /// The policy deferred every waiting compile: do not ask again before this.
     pub policy_wait_until: Option<std::time::Instant>,
 }
@@ -166,6 +171,7 @@ fn fresh(config: Config) -> Agent {
         compile_cost: HashMap::new(),
         deferred: HashMap::new(),
         policy_wait_until: None,
+        replan: Vec::new(),
     }
 }
 

@@ -296,9 +296,19 @@ fn process_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
+/// Whether function `g` runs compiled code of its own.
+fn has_own_code(agent: &Agent, g: (usize, u32)) -> bool {
+    agent.patches.iter().any(|p| p.active && p.owner == g)
+}
+
 /// The waiting function the policy compiles next, taken off the queue; `None` when none
-/// should be compiled now (each waiting function's reason is kept for the dump).
+/// should be compiled now (each waiting function's reason is kept for the dump). A
+/// function whose compiled code bypasses a newer specialisation is planned first.
 fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
+    if let Some(f) = (!agent.replan.is_empty()).then(|| agent.replan.remove(0)) {
+        agent.pending.retain(|&p| p != f);
+        return Some(f);
+    }
     if agent.pending.is_empty() || agent.policy_wait_until.is_some_and(|t| Instant::now() < t) {
         return None;
     }
@@ -525,6 +535,12 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
                 continue;
             }
             match &e.callee {
+                // A target with compiled code of its own is called, not inlined: its
+                // entry leads to its specialised code, which an inlined copy of its
+                // original body would bypass.
+                Callee::Decorated { module, function } if (*module, *function) != f && has_own_code(agent, (*module, *function)) => {
+                    agent.edges.set_state(key, EdgeState::Hot, Some("called, not inlined: the target has compiled code of its own".into()));
+                }
                 Callee::Decorated { module, function } if plan.targets.len() < max_targets => {
                     if !modules.contains(module) {
                         modules.push(*module);
@@ -546,6 +562,11 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
     }
     if plans.is_empty() {
         tracing::debug!(function = %name, "nothing to inline (no hot decorated target)");
+        // An F+ whose targets all have compiled code of their own now is no better than
+        // F, which calls them: back to F.
+        if let Some(i) = agent.patches.iter().position(|p| p.owner == f && p.active) {
+            agent.unpatch(i, "its inlined targets have compiled code of their own");
+        }
         agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
         return None;
     }
@@ -712,19 +733,28 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     match patched {
         Ok(new_record) => {
             let depends_on: Vec<usize> = job.modules.iter().copied().filter(|&m| m != id).collect();
+            let inlined_fns: Vec<(usize, u32)> = plans.iter().flat_map(|p| p.targets.iter().map(|&(_, m, g)| (m, g))).collect();
             let slots: Vec<GuardSlot> = job.slots.iter().flatten().flatten().copied().collect();
             agent.code.install(res.handle, res.code, res.code_size, slots);
             if let Some(old) = old_code {
                 agent.code.retire(old);
             }
             match new_record {
-                Some(record) => agent.patches.push(PatchEntry { function: name.clone(), owner: f, depends_on, record, active: true, misses: job.misses.clone(), misses_seen: 0 }),
+                Some(record) => agent.patches.push(PatchEntry { function: name.clone(), owner: f, depends_on, record, active: true, misses: job.misses.clone(), misses_seen: 0, inlined: inlined_fns.clone() }),
                 None => {
                     if let Some(p) = agent.patches.iter_mut().find(|p| p.owner == f && p.active) {
                         p.misses = job.misses.clone();
                         p.misses_seen = 0;
                         p.depends_on = depends_on;
+                        p.inlined = inlined_fns.clone();
                     }
+                }
+            }
+            // Compiled code that inlined F's original body would bypass F+: plan it again.
+            let stale: Vec<(usize, u32)> = agent.patches.iter().filter(|p| p.active && p.owner != f && p.inlined.contains(&f)).map(|p| p.owner).collect();
+            for g in stale {
+                if !agent.replan.contains(&g) {
+                    agent.replan.push(g);
                 }
             }
             agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms });

@@ -12,6 +12,8 @@ fn dir() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let d = scratch("policy");
         compile(&d, "drti-cc", &["tests/progs/policy_mix.c"], "policy_mix", &[]);
+        compile(&d, "drti-c++", &["tests/progs/composite.cpp"], "composite", &[]);
+        compile(&d, "clang++-19", &["tests/progs/composite.cpp"], "composite-plain", &[]);
         d
     })
 }
@@ -56,4 +58,32 @@ fn a_bad_budget_value_warns_once_and_the_program_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches("DRTI_JIT_BUDGET").count(), 1, "{err}");
     stdout_ok(&out, "policy_mix");
+}
+
+/// A loop calling a container's virtual sum(), which loops over elements calling their
+/// virtual f(): once sum() has compiled code of its own, the outer function calls it
+/// instead of inlining sum()'s original body, so the inner guards stay reachable; an
+/// outer F+ compiled earlier with sum() inlined is planned again.
+#[test]
+fn specialised_inner_code_stays_reachable_from_the_outer_loop() {
+    let plain = output_within(program(dir(), "composite-plain", &["300000"], None), Duration::from_secs(60));
+    for threshold in ["1000", "1"] {
+        let dump = dir().join(format!("composite-{threshold}.json"));
+        let env = [("DRTI_DUMP", dump.to_str().unwrap()), ("DRTI_HOT_THRESHOLD", threshold)];
+        let out = output_within(program(dir(), "composite", &["300000"], Some(&env)), Duration::from_secs(60));
+        assert_eq!(stdout_ok(&out, "composite"), stdout_ok(&plain, "composite"));
+        let v = read_dump(&dump);
+        let sum = "_ZNK3Vec3sumEd";
+        let inner = v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == sum && c["ok"] == true && c["inlined"].as_array().unwrap().len() == 3);
+        assert!(inner, "threshold {threshold}: sum() not compiled with its three element types: {v:#}");
+        assert!(v["patches"].as_array().unwrap().iter().any(|p| p["function"] == sum && p["active"] == true), "{v:#}");
+        // Whatever run() became, its live code does not carry sum()'s original body.
+        let last_run = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"] == "_Z3runRK9Containeri" && c["ok"] == true).last();
+        let run_active = v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "_Z3runRK9Containeri" && p["active"] == true);
+        if let (Some(c), true) = (last_run, run_active) {
+            assert!(!c["inlined"].as_array().unwrap().iter().any(|t| t == sum), "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
+        }
+        let outer = v["edges"].as_array().unwrap().iter().find(|e| e["callee"] == sum).expect("the outer edge");
+        assert!(outer["reason"].as_str().is_some_and(|r| r.contains("called, not inlined")), "threshold {threshold}: {outer}");
+    }
 }
