@@ -178,7 +178,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
             ok: c.ok,
             error: c.error.clone(),
             hot_to_patch_ms: c.hot_to_patch_ms,
-            phases: None,
+            phases: None, // the JIT does not report its phase times yet
         })
         .collect();
     let patches: Vec<DumpPatch> = agent

@@ -186,3 +186,32 @@ pub const DEMO_RUNS: &[(&str, &[&str])] = &[
     ("threads", &["50"]),
     ("exception", &["1000"]),
 ];
+
+#[cfg(test)]
+mod dump_helper_tests {
+    use super::*;
+
+    fn write(name: &str, extra: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("drti-read-dump-typed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let mut v: serde_json::Value = serde_json::from_str(&Dump { drti_dump_version: 1, pid: 9, ..Default::default() }.to_json().unwrap()).unwrap();
+        if !extra.is_empty() {
+            v["compiles"] = serde_json::json!([{"function": "f", "inlined": [], "ms": 1.0, "code_bytes": 2, "ok": true, "error": null,
+                                                 "hot_to_patch_ms": null, "phases": null, extra: 1}]);
+        }
+        std::fs::write(&path, v.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_what_the_types_hold() {
+        assert_eq!(read_dump_typed(&write("ok.json", "")).pid, 9);
+    }
+
+    #[test]
+    #[should_panic(expected = "fields the dump types do not know")]
+    fn a_field_the_types_lack_is_caught() {
+        read_dump_typed(&write("extra.json", "tier"));
+    }
+}
