@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::state::Agent;
-use serde_json::{json, Value};
+use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DUMP_VERSION};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -130,16 +130,15 @@ pub fn init_logging(config: &Config) -> Vec<String> {
     warnings
 }
 
-/// The dump as JSON.
-pub fn to_json(agent: &Agent) -> Value {
-    let modules: Vec<Value> = agent
+/// The dump's records, built from the agent's state.
+pub fn to_dump(agent: &Agent) -> Dump {
+    let modules: Vec<DumpModule> = agent
         .modules
         .iter()
-        .map(|m| json!({"path": m.path, "source": m.source, "functions": m.functions, "sites": m.sites,
-                        "bitcode_bytes": m.bitcode_bytes, "loaded": m.live.is_some()}))
+        .map(|m| DumpModule { path: m.path.clone(), source: m.source.clone(), functions: m.functions, sites: m.sites, bitcode_bytes: m.bitcode_bytes, loaded: m.live.is_some() })
         .collect();
     let live: Vec<(crate::edges::EdgeKey, crate::edges::Edge)> = agent.edges.map.iter().map(|e| (*e.key(), e.value().clone())).collect();
-    let mut edges: Vec<Value> = live
+    let mut edges: Vec<DumpEdge> = live
         .iter()
         .chain(agent.retired_edges.iter())
         .map(|(key, e)| {
@@ -152,38 +151,73 @@ pub fn to_json(agent: &Agent) -> Value {
                 crate::edges::Callee::Decorated { module, function } => (agent.function_name(*module, *function), agent.modules[*module].path.clone()),
                 crate::edges::Callee::Outside { name, object } => (name.clone(), object.clone()),
             };
-            json!({"caller": caller, "site": ordinal, "module_site": site, "callee": callee, "calls": e.calls,
-                   "samples": e.samples, "state": e.state.as_str(), "reason": e.reason, "target": format!("{target:#x}"),
-                   "caller_module": agent.modules[mid].path, "callee_module": callee_module})
+            DumpEdge {
+                caller,
+                site: ordinal,
+                module_site: site,
+                callee,
+                calls: e.calls,
+                samples: e.samples,
+                state: e.state.as_str().to_owned(),
+                reason: e.reason.clone(),
+                target: format!("{target:#x}"),
+                caller_module: agent.modules[mid].path.clone(),
+                callee_module,
+            }
         })
         .collect();
-    edges.sort_by_key(|e| std::cmp::Reverse(e["calls"].as_u64().unwrap_or(0)));
-    let compiles: Vec<Value> = agent
+    edges.sort_by_key(|e| std::cmp::Reverse(e.calls));
+    let compiles: Vec<DumpCompile> = agent
         .compiles
         .iter()
-        .map(|c| json!({"function": c.function, "inlined": c.inlined, "ms": c.ms, "code_bytes": c.code_bytes,
-                        "ok": c.ok, "error": c.error, "hot_to_patch_ms": c.hot_to_patch_ms,
-                        "seen_to_patch_ms": c.seen_to_patch_ms}))
+        .map(|c| DumpCompile {
+            function: c.function.clone(),
+            inlined: c.inlined.clone(),
+            ms: c.ms,
+            code_bytes: c.code_bytes,
+            ok: c.ok,
+            error: c.error.clone(),
+            hot_to_patch_ms: c.hot_to_patch_ms,
+            seen_to_patch_ms: c.seen_to_patch_ms,
+            phases: None, // the JIT does not report its phase times yet
+        })
         .collect();
-    let patches: Vec<Value> = agent
+    let patches: Vec<DumpPatch> = agent
         .patches
         .iter()
-        .map(|p| json!({"function": p.function, "from": format!("{:#x}", p.record.entry), "to": format!("{:#x}", p.record.target),
-                        "active": p.active, "slot": format!("{:#x}", p.record.slot)}))
+        .map(|p| DumpPatch {
+            function: p.function.clone(),
+            from: format!("{:#x}", p.record.entry),
+            to: format!("{:#x}", p.record.target),
+            active: p.active,
+            slot: format!("{:#x}", p.record.slot),
+        })
         .collect();
     let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-    json!({"drti_dump_version": 1, "pid": std::process::id(), "exe": exe, "threshold": agent.config.hot_threshold,
-           "sample_period": agent.config.sample_period(), "samples_dropped": crate::profile::dropped(),
-           "jit_load_ms": agent.jit_load_ms, "jit_code_released": agent.code.released,
-           "jit_code_waiting": agent.code.retired(), "fork_child_note": agent.fork_child_note,
-           "jit_cpu_ms": agent.jit_cpu_ms, "jit_budget": agent.config.jit_budget,
-           "deferred": agent.deferred.iter().map(|(&(m, f), why)| json!({"function": agent.function_name(m, f), "why": why})).collect::<Vec<_>>(),
-           "modules": modules, "edges": edges, "compiles": compiles, "patches": patches})
+    Dump {
+        drti_dump_version: DUMP_VERSION,
+        pid: std::process::id(),
+        exe,
+        threshold: agent.config.hot_threshold,
+        sample_period: agent.config.sample_period().into(),
+        samples_dropped: crate::profile::dropped(),
+        jit_load_ms: agent.jit_load_ms,
+        jit_code_released: agent.code.released,
+        jit_code_waiting: agent.code.retired() as u64,
+        fork_child_note: agent.fork_child_note.clone(),
+        jit_cpu_ms: agent.jit_cpu_ms,
+        jit_budget: agent.config.jit_budget,
+        deferred: agent.deferred.iter().map(|(&(m, f), why)| DumpDeferred { function: agent.function_name(m, f), why: why.clone() }).collect(),
+        modules,
+        edges,
+        compiles,
+        patches,
+    }
 }
 
 /// Writes the dump to `path` (atomically: a temporary file renamed into place).
 pub fn write(agent: &Agent, path: &str) {
-    let text = match serde_json::to_string_pretty(&to_json(agent)) {
+    let text = match to_dump(agent).to_json() {
         Ok(t) => t,
         Err(e) => {
             emit(tracing::Level::WARN, &format!("cannot serialise the dump: {e}"));

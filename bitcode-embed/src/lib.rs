@@ -5,8 +5,10 @@
 //! * [`writer`] — builds the read-only blob;
 //! * [`reader`] — validates a blob, never trusting an offset;
 //! * [`image`] — finds notes and blobs in a set of segments (memory or file);
-//! * [`elf`] — the same from an ELF file on disk.
+//! * [`elf`] — the same from an ELF file on disk;
+//! * [`dump`] — the agent's JSON dump (`DRTI_DUMP`) as typed records, for writer and readers.
 
+pub mod dump;
 pub mod elf;
 pub mod format;
 pub mod image;

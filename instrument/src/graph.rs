@@ -4,9 +4,9 @@
 //! summed over call sites, arrow width ∝ log(calls), colour by edge state. Functions are
 //! laid out in columns by call depth (longest path from a root, back edges ignored) and in
 //! one horizontal band per module. Everything is deterministic: the same dump gives the same
-//! bytes. No dependencies beyond serde_json.
+//! bytes. Reads the typed dump of `bitcode_embed::dump`.
 
-use serde_json::Value;
+use bitcode_embed::dump::Dump;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -283,12 +283,9 @@ struct Node {
     w: f64,
 }
 
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "?".into(),
-        other => other.to_string(),
-    }
+/// A text the dump may leave empty (an older dump, an unknown executable): `?` then.
+fn known_or(s: &str) -> String {
+    if s.is_empty() { "?".into() } else { s.to_owned() }
 }
 
 fn file_name(path: &str) -> &str {
@@ -324,9 +321,9 @@ fn text_w(s: &str, char_w: f64) -> f64 {
 }
 
 /// Renders the call graph of `dump` as an SVG document.
-pub fn render_svg(dump: &Value) -> String {
+pub fn render_svg(dump: &Dump) -> String {
     // --- modules, in dump order, then any only named by edges
-    let mut modules: Vec<String> = dump["modules"].as_array().into_iter().flatten().map(|m| text(&m["path"])).collect();
+    let mut modules: Vec<String> = dump.modules.iter().map(|m| m.path.clone()).collect();
     let module_index = |modules: &mut Vec<String>, path: String| -> usize {
         match modules.iter().position(|m| *m == path) {
             Some(i) => i,
@@ -338,8 +335,8 @@ pub fn render_svg(dump: &Value) -> String {
     };
 
     // --- edges aggregated per (caller, callee), hottest first, at most MAX_EDGES
-    let mut all: Vec<&Value> = dump["edges"].as_array().into_iter().flatten().collect();
-    all.sort_by(|a, b| b["calls"].as_u64().unwrap_or(0).cmp(&a["calls"].as_u64().unwrap_or(0)).then_with(|| text(&a["caller"]).cmp(&text(&b["caller"]))).then_with(|| text(&a["callee"]).cmp(&text(&b["callee"]))));
+    let mut all: Vec<_> = dump.edges.iter().collect();
+    all.sort_by(|a, b| b.calls.cmp(&a.calls).then_with(|| a.caller.cmp(&b.caller)).then_with(|| a.callee.cmp(&b.callee)));
     let mut keys: Vec<NodeKey> = Vec::new();
     let mut node_of: BTreeMap<NodeKey, usize> = BTreeMap::new();
     let mut edges: Vec<Edge> = Vec::new();
@@ -347,8 +344,8 @@ pub fn render_svg(dump: &Value) -> String {
     let mut node_modules: Vec<usize> = Vec::new();
     let mut omitted = 0usize;
     for e in &all {
-        let caller: NodeKey = (text(&e["caller_module"]), text(&e["caller"]));
-        let callee: NodeKey = (text(&e["callee_module"]), text(&e["callee"]));
+        let caller: NodeKey = (known_or(&e.caller_module), e.caller.clone());
+        let callee: NodeKey = (known_or(&e.callee_module), e.callee.clone());
         let known = node_of.contains_key(&caller) && node_of.contains_key(&callee) && edge_of.contains_key(&(node_of[&caller], node_of[&callee]));
         if !known && edges.len() >= MAX_EDGES {
             omitted += 1;
@@ -365,8 +362,8 @@ pub fn render_svg(dump: &Value) -> String {
             keys.len() - 1
         };
         let (from, to) = (id(caller), id(callee));
-        let calls = e["calls"].as_u64().unwrap_or(0);
-        let state = text(&e["state"]);
+        let calls = e.calls;
+        let state = e.state.clone();
         let idx = *edge_of.entry((from, to)).or_insert_with(|| {
             edges.push(Edge { from, to, calls: 0, state: state.clone(), sites: BTreeMap::new() });
             edges.len() - 1
@@ -376,18 +373,14 @@ pub fn render_svg(dump: &Value) -> String {
         if state_rank(&state) > state_rank(&ed.state) {
             ed.state = state.clone();
         }
-        let site = ed.sites.entry(text(&e["site"])).or_insert((0, state.clone()));
+        let site = ed.sites.entry(e.site.to_string()).or_insert((0, state.clone()));
         site.0 = site.0.saturating_add(calls);
     }
 
     // --- compiled functions (for node badges)
     let mut compiled: BTreeMap<String, String> = BTreeMap::new();
-    for c in dump["compiles"].as_array().into_iter().flatten() {
-        if c["ok"].as_bool() == Some(true) {
-            let ms = c["ms"].as_f64().map(|v| format!("{v:.1} ms")).unwrap_or_default();
-            let bytes = c["code_bytes"].as_u64().map(|b| format!("{b} B")).unwrap_or_default();
-            compiled.insert(text(&c["function"]), format!("JIT {ms} · {bytes}"));
-        }
+    for c in dump.compiles.iter().filter(|c| c.ok) {
+        compiled.insert(c.function.clone(), format!("JIT {:.1} ms · {} B", c.ms, c.code_bytes));
     }
 
     let mut nodes: Vec<Node> = keys
@@ -408,16 +401,16 @@ pub fn render_svg(dump: &Value) -> String {
     let total_w = width.max(760.0);
     let total_h = height + legend_h;
     let _ = writeln!(svg, r#"<svg xmlns="http://www.w3.org/2000/svg" width="{tw:.0}" height="{th:.0}" viewBox="0 0 {tw:.0} {th:.0}" font-family="{FONT}" font-size="12">"#, tw = total_w, th = total_h);
-    let _ = writeln!(svg, "<title>drti hot call graph: {}</title>", xml_escape(&text(&dump["exe"])));
+    let _ = writeln!(svg, "<title>drti hot call graph: {}</title>", xml_escape(&known_or(&dump.exe)));
     let _ = writeln!(svg, r##"<rect x="0" y="0" width="{total_w:.0}" height="{total_h:.0}" fill="#ffffff"/>"##);
 
     // header and legend
     let _ = writeln!(
         svg,
         r##"<text x="{MARGIN}" y="24" font-size="15" font-weight="bold" fill="#212121">drti hot call graph — {}</text>"##,
-        xml_escape(file_name(&text(&dump["exe"])))
+        xml_escape(file_name(&known_or(&dump.exe)))
     );
-    let mut info = format!("pid {} · threshold {} · {} functions · {} edges", text(&dump["pid"]), text(&dump["threshold"]), nodes.len(), edges.len());
+    let mut info = format!("pid {} · threshold {} · {} functions · {} edges", dump.pid, dump.threshold, nodes.len(), edges.len());
     if omitted > 0 {
         let _ = write!(info, " (+{omitted} colder site edges not drawn)");
     }
@@ -727,8 +720,8 @@ fn bands(nodes: &[Node], modules: &[String]) -> Vec<Option<(f64, f64)>> {
 }
 
 /// A minimal HTML page: the SVG, then the text report.
-pub fn render_html(dump: &Value, svg: &str, report_text: &str) -> String {
-    let title = format!("drti report — {}", text(&dump["exe"]));
+pub fn render_html(dump: &Dump, svg: &str, report_text: &str) -> String {
+    let title = format!("drti report — {}", known_or(&dump.exe));
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>\nbody {{ font-family: {FONT}; margin: 1.5em; color: #212121; }}\npre {{ font-size: 12px; background: #f5f7fa; padding: 1em; overflow-x: auto; }}\n.graph {{ overflow-x: auto; }}\n</style>\n</head>\n<body>\n<h1>{t}</h1>\n<div class=\"graph\">\n{svg}</div>\n<h2>Report</h2>\n<pre>{r}</pre>\n</body>\n</html>\n",
         t = xml_escape(&title),

@@ -145,13 +145,28 @@ pub fn stdout_ok(out: &Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Reads a JSON dump.
+pub use bitcode_embed::dump::{Dump, DumpCompile, DumpEdge, DumpModule, DumpPatch, DumpPhases};
+
+/// Reads an agent's dump into the typed records ([`Dump`]; `dump.edge(caller, callee)`
+/// finds an edge). Also checks that the types hold everything the agent wrote: the
+/// records, written back, are the file's JSON exactly.
+pub fn read_dump_typed(path: &Path) -> Dump {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("dump {}: {e}", path.display()));
+    let dump = Dump::from_json(&text).unwrap_or_else(|e| panic!("dump {}: {e}", path.display()));
+    let raw: serde_json::Value = serde_json::from_str(&text).expect("dump is valid JSON");
+    let typed: serde_json::Value = serde_json::from_str(&dump.to_json().expect("dump serialises")).expect("valid JSON");
+    assert_eq!(typed, raw, "dump {}: the agent wrote fields the dump types do not know", path.display());
+    dump
+}
+
+/// Reads a dump as untyped JSON (prefer [`read_dump_typed`]; this is for a test that
+/// looks at the raw text of a field).
 pub fn read_dump(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("dump {}: {e}", path.display()));
     serde_json::from_str(&text).expect("dump is valid JSON")
 }
 
-/// The edge caller→callee of a dump, if present.
+/// The edge caller→callee of an untyped dump, if present (typed: [`Dump::edge`]).
 pub fn edge<'a>(dump: &'a serde_json::Value, caller: &str, callee: &str) -> Option<&'a serde_json::Value> {
     dump["edges"].as_array()?.iter().find(|e| e["caller"] == caller && e["callee"] == callee)
 }
@@ -171,3 +186,32 @@ pub const DEMO_RUNS: &[(&str, &[&str])] = &[
     ("threads", &["50"]),
     ("exception", &["1000"]),
 ];
+
+#[cfg(test)]
+mod dump_helper_tests {
+    use super::*;
+
+    fn write(name: &str, extra: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("drti-read-dump-typed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        let mut v: serde_json::Value = serde_json::from_str(&Dump { drti_dump_version: 1, pid: 9, ..Default::default() }.to_json().unwrap()).unwrap();
+        if !extra.is_empty() {
+            v["compiles"] = serde_json::json!([{"function": "f", "inlined": [], "ms": 1.0, "code_bytes": 2, "ok": true, "error": null,
+                                                 "hot_to_patch_ms": null, "phases": null, extra: 1}]);
+        }
+        std::fs::write(&path, v.to_string()).unwrap();
+        path
+    }
+
+    #[test]
+    fn reads_what_the_types_hold() {
+        assert_eq!(read_dump_typed(&write("ok.json", "")).pid, 9);
+    }
+
+    #[test]
+    #[should_panic(expected = "fields the dump types do not know")]
+    fn a_field_the_types_lack_is_caught() {
+        read_dump_typed(&write("extra.json", "tier"));
+    }
+}

@@ -22,16 +22,16 @@ fn profile_only_dump_counts_edges() {
     let out = run(dir, "kernel", &["twice", "1000", "1000"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", d)]));
     let plain = run(dir, "kernel", &["twice", "1000", "1000"], None);
     assert_eq!(stdout_ok(&out, "kernel"), stdout_ok(&plain, "kernel"));
-    let v = read_dump(&dump);
-    assert_eq!(v["drti_dump_version"], 1);
-    let e = edge(&v, "apply", "twice").expect("edge apply->twice");
-    assert_eq!(e["state"], "hot");
+    let v = read_dump_typed(&dump);
+    assert_eq!(v.drti_dump_version, 1);
+    let e = v.edge("apply", "twice").expect("edge apply->twice");
+    assert_eq!(e.state, "hot");
     // Documented error: at most about 1.25 x period per sampled site, plus the first sample.
-    let calls = e["calls"].as_u64().unwrap() as i64;
-    let period = v["sample_period"].as_u64().unwrap() as i64;
+    let calls = e.calls as i64;
+    let period = v.sample_period as i64;
     let truth = 1000 * 1000;
     assert!((calls - truth).abs() <= 3 * period, "calls {calls} vs {truth} (period {period})");
-    assert_eq!(v["compiles"].as_array().unwrap().len(), 0, "DRTI_JIT=0 compiles nothing");
+    assert_eq!(v.compiles.len(), 0, "DRTI_JIT=0 compiles nothing");
 }
 
 #[test]
@@ -40,16 +40,16 @@ fn cross_dso_and_virtual_edges() {
     let dump = dir.join("plugin.json");
     let out = run(dir, "plugin_host", &["./plugin_twice.so", "3000"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     stdout_ok(&out, "plugin_host");
-    let v = read_dump(&dump);
-    let e = v["edges"].as_array().unwrap().iter().find(|e| e["callee"] == "plugin_fn").expect("edge into the plugin");
-    assert!(e["callee_module"].as_str().unwrap().ends_with("plugin_twice.so"));
-    assert!(!e["caller_module"].as_str().unwrap().ends_with(".so"));
+    let v = read_dump_typed(&dump);
+    let e = v.edges.iter().find(|e| e.callee == "plugin_fn").expect("edge into the plugin");
+    assert!(e.callee_module.ends_with("plugin_twice.so"));
+    assert!(!e.caller_module.ends_with(".so"));
 
     let dump = dir.join("virtual.json");
     let out = run(dir, "virtual", &["mono", "300"], Some(&[("DRTI_JIT", "0"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     stdout_ok(&out, "virtual");
-    let v = read_dump(&dump);
-    assert!(edge(&v, "_Z10total_areaPKP5Shapem", "_ZNK6Square4areaEv").is_some() || v["edges"].as_array().unwrap().iter().any(|e| e["callee"].as_str().unwrap().contains("Square4area")), "virtual edge to Square::area: {v}");
+    let v = read_dump_typed(&dump);
+    assert!(v.edge("_Z10total_areaPKP5Shapem", "_ZNK6Square4areaEv").is_some() || v.edges.iter().any(|e| e.callee.contains("Square4area")), "virtual edge to Square::area: {v}");
 }
 
 #[test]
@@ -62,16 +62,16 @@ fn jit_inlines_every_demo_without_changing_output() {
         let plain = stdout_ok(&run(dir, prog, args, None), prog);
         let out = run(dir, prog, args, Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_DUMP", dump.to_str().unwrap())]));
         assert_eq!(stdout_ok(&out, prog), plain, "{prog} {args:?} prints differently under the agent");
-        let v = read_dump(&dump);
+        let v = read_dump_typed(&dump);
         // plugin_host dlcloses its plugin before exit: its inlined edge is then
         // invalidated and the patch reverted, as invariant 4 requires.
         let unloads = prog == "plugin_host";
         let (want_state, want_active) = if unloads { ("invalidated", false) } else { ("inlined", true) };
-        let inlined = v["edges"].as_array().unwrap().iter().any(|e| e["state"] == want_state);
-        let patched = v["patches"].as_array().unwrap().iter().any(|p| p["active"] == want_active);
+        let inlined = v.edges.iter().any(|e| e.state == want_state);
+        let patched = v.patches.iter().any(|p| p.active == want_active);
         assert!(inlined && patched, "{prog} {args:?}: no {want_state} edge with a patch (active={want_active}): {v:#}");
-        for c in v["compiles"].as_array().unwrap() {
-            assert_eq!(c["ok"], true, "{prog}: compile failed: {c}");
+        for c in &v.compiles {
+            assert!(c.ok, "{prog}: compile failed: {c}");
         }
     }
 }
@@ -128,10 +128,10 @@ fn injected_jit_failure_leaves_program_unaffected() {
     let out = run(dir, "kernel", &["twice"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_TEST_JIT_FAIL", "apply"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     assert_eq!(stdout_ok(&out, "kernel"), stdout_ok(&plain, "kernel"));
     assert_eq!(out.status.code(), plain.status.code());
-    let v = read_dump(&dump);
-    assert_eq!(edge(&v, "apply", "twice").unwrap()["state"], "rejected");
-    assert_eq!(v["compiles"][0]["ok"], false);
-    assert!(v["patches"].as_array().unwrap().is_empty());
+    let v = read_dump_typed(&dump);
+    assert_eq!(v.edge("apply", "twice").unwrap().state, "rejected");
+    assert!(!v.compiles[0].ok, "{v:#}");
+    assert!(v.patches.is_empty());
 }
 
 #[test]
@@ -149,6 +149,13 @@ fn report_reads_the_dump() {
     let out = std::process::Command::new(tool("drti")).arg("report").arg(&future).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("version 99"));
+    // A version-1 dump missing a field of the contract is refused, naming the field.
+    let torn = dir.join("torn.json");
+    std::fs::write(&torn, r#"{"drti_dump_version": 1, "pid": 7, "exe": "x", "threshold": 1, "modules": [], "edges": []}"#).unwrap();
+    let out = std::process::Command::new(tool("drti")).arg("report").arg(&torn).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("malformed") && err.contains("compiles"), "{err}");
 }
 
 #[test]
@@ -176,8 +183,8 @@ fn corrupt_metadata_on_disk_runs_unoptimised_with_one_warning() {
         assert_eq!(out.status.code(), plain.status.code());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(err.matches("skipping drti module").count(), 1, "{what}: one warning expected: {err}");
-        let v = read_dump(&dump);
-        assert!(v["compiles"].as_array().unwrap().is_empty(), "{what}: nothing compiled");
+        let v = read_dump_typed(&dump);
+        assert!(v.compiles.is_empty(), "{what}: nothing compiled");
     }
 }
 
@@ -202,15 +209,14 @@ fn guard_misses_deopt_then_recompile_with_the_new_target() {
     let dump = dir.join("phases.json");
     let out = run(&dir, "phases", &["40000"], Some(&[("DRTI_HOT_THRESHOLD", "1000"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     assert_eq!(stdout_ok(&out, "phases"), stdout_ok(&plain, "phases"));
-    let v = read_dump(&dump);
-    let compiles: Vec<&serde_json::Value> = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"] == "run").collect();
+    let v = read_dump_typed(&dump);
+    let compiles: Vec<&DumpCompile> = v.compiles_of("run").collect();
     assert!(compiles.len() >= 2, "run compiled once only: {v:#}");
-    assert_eq!(compiles[0]["inlined"], serde_json::json!(["a"]));
-    assert!(compiles.last().unwrap()["inlined"].as_array().unwrap().iter().any(|t| t == "b"), "{v:#}");
-    assert_eq!(edge(&v, "run", "a").unwrap()["state"], "invalidated");
-    assert_eq!(edge(&v, "run", "b").unwrap()["state"], "inlined");
-    let patches = v["patches"].as_array().unwrap();
-    assert!(patches.iter().any(|p| p["active"] == false) && patches.iter().any(|p| p["active"] == true), "{v:#}");
+    assert_eq!(compiles[0].inlined, ["a"]);
+    assert!(compiles.last().unwrap().inlined.iter().any(|t| t == "b"), "{v:#}");
+    assert_eq!(v.edge("run", "a").unwrap().state, "invalidated");
+    assert_eq!(v.edge("run", "b").unwrap().state, "inlined");
+    assert!(v.patches.iter().any(|p| !p.active) && v.patches.iter().any(|p| p.active), "{v:#}");
 }
 
 #[test]
@@ -242,14 +248,14 @@ fn a_target_that_cannot_be_inlined_is_dropped_and_the_rest_compiled() {
     let dump = dir.join("mixed.json");
     let out = run(&dir, "mixed", &[], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     assert_eq!(stdout_ok(&out, "mixed"), stdout_ok(&plain, "mixed"));
-    let v = read_dump(&dump);
-    let va = edge(&v, "run", "va3").expect("edge run->va3");
-    assert_eq!(va["state"], "rejected");
-    assert!(va["reason"].as_str().unwrap().contains("variadic"), "{va}");
-    assert_eq!(edge(&v, "run", "plain3").unwrap()["state"], "inlined");
-    let ok: Vec<_> = v["compiles"].as_array().unwrap().iter().filter(|c| c["ok"] == true).collect();
+    let v = read_dump_typed(&dump);
+    let va = v.edge("run", "va3").expect("edge run->va3");
+    assert_eq!(va.state, "rejected");
+    assert!(va.reason.as_deref().unwrap().contains("variadic"), "{va}");
+    assert_eq!(v.edge("run", "plain3").unwrap().state, "inlined");
+    let ok: Vec<_> = v.compiles.iter().filter(|c| c.ok).collect();
     assert_eq!(ok.len(), 1);
-    assert_eq!(ok[0]["inlined"], serde_json::json!(["plain3"]));
+    assert_eq!(ok[0].inlined, ["plain3"]);
 }
 
 #[test]
@@ -267,14 +273,14 @@ fn cxx_standard_library_program_with_a_periodic_type_mix() {
     let dump = dir.join("cxx.json");
     let out = run(&dir, "cxx_mix", &["300000"], Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     assert_eq!(stdout_ok(&out, "cxx_mix"), stdout_ok(&plain, "cxx_mix"));
-    let v = read_dump(&dump);
+    let v = read_dump_typed(&dump);
     // Every 10th shape is a circle: sampling must not alias with that period, so both
     // types are guarded in one compile of total().
-    let total: Vec<_> = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"].as_str().unwrap().starts_with("_Z5total")).collect();
+    let total: Vec<_> = v.compiles.iter().filter(|c| c.function.starts_with("_Z5total")).collect();
     assert!(!total.is_empty(), "total() not compiled: {v:#}");
-    let inlined = &total[0]["inlined"];
-    assert!(inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Sq4areaEv") && inlined.as_array().unwrap().iter().any(|t| t == "_ZNK2Ci4areaEv"), "{v:#}");
-    assert!(v["edges"].as_array().unwrap().iter().any(|e| e["callee"].as_str().unwrap().contains("_Function_handler") && e["state"] == "inlined"), "std::function call not inlined: {v:#}");
+    let inlined = &total[0].inlined;
+    assert!(inlined.iter().any(|t| t == "_ZNK2Sq4areaEv") && inlined.iter().any(|t| t == "_ZNK2Ci4areaEv"), "{v:#}");
+    assert!(v.edges.iter().any(|e| e.callee.contains("_Function_handler") && e.state == "inlined"), "std::function call not inlined: {v:#}");
 }
 
 #[test]

@@ -43,7 +43,7 @@ fn describe(out: &Output) -> String {
 
 /// Runs `prog` plain, then under the agent at each threshold; every agent run must exit
 /// 0 with the plain run's stdout (and stderr too when `same_stderr`). Returns the dumps.
-fn same_as_plain(prog: &str, thresholds: &[&str], same_stderr: bool) -> Vec<serde_json::Value> {
+fn same_as_plain(prog: &str, thresholds: &[&str], same_stderr: bool) -> Vec<Dump> {
     let dir = progs();
     let plain = output_within(command(dir, prog, None), Duration::from_secs(60));
     assert!(plain.status.success(), "{prog} plain: {}", describe(&plain));
@@ -59,14 +59,14 @@ fn same_as_plain(prog: &str, thresholds: &[&str], same_stderr: bool) -> Vec<serd
             if same_stderr {
                 assert_eq!(String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&plain.stderr), "{what}: stderr differs");
             }
-            read_dump(&dump)
+            read_dump_typed(&dump)
         })
         .collect()
 }
 
 /// The successful compiles of the dump whose function name starts with `prefix`.
-fn ok_compiles<'a>(dump: &'a serde_json::Value, prefix: &str) -> Vec<&'a serde_json::Value> {
-    dump["compiles"].as_array().unwrap().iter().filter(|c| c["ok"] == true && c["function"].as_str().unwrap().starts_with(prefix)).collect()
+fn ok_compiles<'a>(dump: &'a Dump, prefix: &str) -> Vec<&'a DumpCompile> {
+    dump.compiles.iter().filter(|c| c.ok && c.function.starts_with(prefix)).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -93,11 +93,11 @@ fn inline_assembly_is_compiled_or_rejected_never_fatal() {
     for (t, dump) in ["1", "100"].iter().zip(same_as_plain("jit_asm", &["1", "100"], true)) {
         let runs = ok_compiles(&dump, "run");
         for target in ["asm_add", "asm_xor"] {
-            assert!(runs.iter().any(|c| c["inlined"].as_array().unwrap().iter().any(|n| n == target)), "threshold {t}: run+[{target}] not compiled: {dump:#}");
+            assert!(runs.iter().any(|c| c.inlined.iter().any(|n| n == target)), "threshold {t}: run+[{target}] not compiled: {dump:#}");
         }
-        let section = edge(&dump, "run", "asm_section").unwrap_or_else(|| panic!("threshold {t}: no edge run->asm_section: {dump:#}"));
-        assert_eq!(section["state"], "rejected", "threshold {t}: {section}");
-        assert!(section["reason"].as_str().unwrap().contains("inline assembly"), "{section}");
+        let section = dump.edge("run", "asm_section").unwrap_or_else(|| panic!("threshold {t}: no edge run->asm_section: {dump:#}"));
+        assert_eq!(section.state, "rejected", "threshold {t}: {section}");
+        assert!(section.reason.as_deref().unwrap_or("").contains("inline assembly"), "{section}");
     }
 }
 

@@ -99,8 +99,8 @@ fn frame_inside_f_plus_after_dlclose_never_runs_the_old_plugin() {
         assert_eq!(text(&out.stdout), text(&plain.stdout), "run {run}: {}", text(&out.stderr));
         same_address += text(&out.stderr).contains("same address: yes") as usize;
         // The frame really ran in F+ with Y's plugin_fn inlined.
-        let v = read_dump(&dump);
-        let inlined = v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == "run" && c["ok"] == true && c["inlined"].as_array().unwrap().iter().any(|t| t == "plugin_fn"));
+        let v = read_dump_typed(&dump);
+        let inlined = v.compiles_of("run").any(|c| c.ok && c.inlined.iter().any(|t| t == "plugin_fn"));
         assert!(inlined, "run {run}: run() never compiled with plugin_fn inlined: {v:#}");
     }
     if same_address == 0 {
@@ -117,10 +117,10 @@ fn jit_code_of_a_deopt_is_freed() {
     let (out, _) = timed(command("phases", &["40000", "600"], Some(&env)), Duration::from_secs(60));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));
-    let v = read_dump(&dump);
-    let compiles = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"] == "run" && c["ok"] == true).count();
+    let v = read_dump_typed(&dump);
+    let compiles = v.compiles_of("run").filter(|c| c.ok).count();
     assert!(compiles >= 2, "run() was not deoptimised and recompiled: {v:#}");
-    assert!(v["jit_code_released"].as_u64().is_some_and(|n| n >= 1), "the first F+ was never freed: {v:#}");
+    assert!(v.jit_code_released >= 1, "the first F+ was never freed: {v:#}");
 }
 
 /// Item 6: logging at exit (DRTI_LOG=debug; an unwritable dump) never aborts the process.
@@ -162,7 +162,6 @@ fn a_shell_with_the_agent_does_not_clobber_the_programs_dump() {
     cmd.args(["-c", "./kernel twice 300; true"]).current_dir(progs()).env("LD_PRELOAD", agent()).env("DRTI_DUMP", &dump);
     let (out, _) = timed(cmd, Duration::from_secs(30));
     assert!(out.status.success());
-    let v = read_dump(&dump);
-    let modules = v["modules"].as_array().unwrap();
-    assert!(modules.iter().any(|m| m["path"].as_str().unwrap().ends_with("/kernel")), "the shell's empty dump replaced kernel's: {v:#}");
+    let v = read_dump_typed(&dump);
+    assert!(v.modules.iter().any(|m| m.path.ends_with("/kernel")), "the shell's empty dump replaced kernel's: {v:#}");
 }

@@ -64,11 +64,11 @@ fn threads_blocking_all_signals_survive_redirection() {
             failures.push(format!("run {i}: status {:?}, stdout:\n{}stderr:\n{}", out.status, String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
             continue;
         }
-        let v = read_dump(&dump);
-        if v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "work") {
+        let v = read_dump_typed(&dump);
+        if v.patches.iter().any(|p| p.function == "work") {
             patched_runs += 1;
         }
-        compiles += v["compiles"].as_array().unwrap().iter().filter(|c| c["function"] == "work" && c["ok"] == true).count();
+        compiles += v.compiles_of("work").filter(|c| c.ok).count();
     }
     assert!(failures.is_empty(), "{} of {RUNS} runs failed; first:\n{}", failures.len(), failures[0]);
     assert!(patched_runs >= RUNS * 3 / 4, "work was redirected in only {patched_runs} of {RUNS} runs");
@@ -98,8 +98,8 @@ fn entry_kinds_forward_exactly() {
         cmd.args(["6000000", "127"]); // ~0.5 s at -O0: compiles finish before exit (exit does not wait for them)
         let want = output_within(cmd, Duration::from_secs(60));
         assert!(got.status.success() && got.stdout == want.stdout, "{flags:?}: {got:?}\nwant {:?}", String::from_utf8_lossy(&want.stdout));
-        let v = read_dump(&dump);
-        let patched: Vec<&str> = v["patches"].as_array().unwrap().iter().filter_map(|p| p["function"].as_str()).collect();
+        let v = read_dump_typed(&dump);
+        let patched: Vec<&str> = v.patches.iter().map(|p| p.function.as_str()).collect();
         for f in ["_Z4vignPFiiEiz", "_Z3recPFiiEi", "_Z2exPFiiEi", "_Z6mkpairPFiiEi"] {
             assert!(patched.contains(&f), "{flags:?}: {f} was not redirected: {v:#}");
         }

@@ -109,8 +109,8 @@ fn generous_limit_still_optimises() -> Result<(), Failed> {
     let plain = run_limited(dir, "limits_hot", ARGS, None, None);
     let out = run_limited(dir, "limits_hot", ARGS, Some(("-v", 2 << 20)), Some(&[("DRTI_HOT_THRESHOLD", "100"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     check(out.status.code() == Some(3) && out.stdout == plain.stdout && out.stderr.is_empty(), || describe(&out))?;
-    let v = read_dump(&dump);
-    let patched = v["patches"].as_array().is_some_and(|p| p.iter().any(|p| p["function"] == "apply"));
+    let v = read_dump_typed(&dump);
+    let patched = v.patches.iter().any(|p| p.function == "apply");
     check(patched, || format!("apply was not patched under a 2 GiB limit: {v:#}"))?;
     Ok(())
 }

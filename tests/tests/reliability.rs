@@ -53,15 +53,9 @@ fn assert_same(out: &Output, want: &str, what: &str) {
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout) == want, "{what}: expected exit 0 and\n{want}\ngot {}", describe(out));
 }
 
-/// The dump of `path`, which must be valid JSON of version 1.
-fn dump_v1(path: &Path) -> serde_json::Value {
-    let v = read_dump(path);
-    assert_eq!(v["drti_dump_version"], 1, "{}: {v}", path.display());
-    v
-}
-
-fn edges(v: &serde_json::Value) -> &Vec<serde_json::Value> {
-    v["edges"].as_array().expect("edges array")
+/// The dump of `path`, which must be a dump of version 1.
+fn dump_v1(path: &Path) -> Dump {
+    read_dump_typed(path)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -124,15 +118,14 @@ fn threads_quiesced_case(threshold: Option<&str>, tag: &str) -> usize {
         let v = dump_v1(d);
         // work was compiled and patched; the patch may since have been reverted (the
         // agent deoptimises when guard misses dominate, and the target moves here).
-        for c in v["compiles"].as_array().unwrap() {
-            assert_eq!(c["ok"], true, "run {i}: {c}");
+        for c in &v.compiles {
+            assert!(c.ok, "run {i}: {c}");
         }
-        let patches = v["patches"].as_array().unwrap();
-        assert!(patches.iter().any(|p| p["function"] == "work"), "run {i}: work was never patched: {v:#}");
-        let active = patches.iter().filter(|p| p["function"] == "work" && p["active"] == true).count();
+        assert!(v.patches.iter().any(|p| p.function == "work"), "run {i}: work was never patched: {v:#}");
+        let active = v.patches.iter().filter(|p| p.function == "work" && p.active).count();
         assert!(active <= 1, "run {i}: at most one active patch of work: {v:#}");
-        assert!(edges(&v).iter().any(|e| e["caller"] == "work" && (e["state"] == "inlined" || e["state"] == "invalidated")), "run {i}: {v:#}");
-        compiles += v["compiles"].as_array().unwrap().len();
+        assert!(v.edges.iter().any(|e| e.caller == "work" && (e.state == "inlined" || e.state == "invalidated")), "run {i}: {v:#}");
+        compiles += v.compiles.len();
     }
     compiles
 }
@@ -170,12 +163,9 @@ fn exception_through_inlined_callee_is_caught_by_caller() {
         );
         assert_same(&out, &plain, &format!("exception, threshold {threshold}"));
         let v = dump_v1(&dump);
-        let e = edges(&v)
-            .iter()
-            .find(|e| e["caller"] == "_Z3runRK2Opll" && e["callee"] == "_ZNK7Checked5applyEl")
-            .unwrap_or_else(|| panic!("no edge run -> Checked::apply: {v:#}"));
-        assert_eq!(e["state"], "inlined", "{v:#}");
-        assert!(v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "_Z3runRK2Opll" && p["active"] == true), "{v:#}");
+        let e = v.edge("_Z3runRK2Opll", "_ZNK7Checked5applyEl").unwrap_or_else(|| panic!("no edge run -> Checked::apply: {v:#}"));
+        assert_eq!(e.state, "inlined", "{v:#}");
+        assert!(v.patches.iter().any(|p| p.function == "_Z3runRK2Opll" && p.active), "{v:#}");
     }
 }
 
@@ -201,18 +191,18 @@ fn fork_parent_and_children_finish_with_valid_dumps() {
         );
         assert_same(&out, &plain, &format!("rel_fork, threshold {threshold}"));
         let v = dump_v1(&dump);
-        assert!(v["pid"].as_u64().is_some());
         let children: Vec<u32> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| l.strip_prefix("child=")?.trim().parse().ok()).collect();
         assert_eq!(children.len(), 4, "{}", describe(&out));
+        assert!(!children.contains(&v.pid), "the parent's dump names the parent, not a child: {}", v.pid);
         for pid in children {
             let cd = dump_v1(&PathBuf::from(format!("{}.{pid}", dump.display())));
-            assert_eq!(cd["pid"].as_u64(), Some(pid as u64), "child dump names its own pid");
+            assert_eq!(cd.pid, pid, "child dump names its own pid");
         }
         if threshold == "50" || threshold == "10000" {
             // Patched at some point (it may have been reverted since: targets alternate,
             // and the agent deoptimises when guard misses dominate).
-            let compiled = v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == "apply" && c["ok"] == true);
-            let patched = v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "apply");
+            let compiled = v.compiles_of("apply").any(|c| c.ok);
+            let patched = v.patches.iter().any(|p| p.function == "apply");
             assert!(compiled && patched, "threshold {threshold}: parent never patched apply: {v:#}");
         }
     }
@@ -221,7 +211,7 @@ fn fork_parent_and_children_finish_with_valid_dumps() {
 // ---------------------------------------------------------------------------------------
 // 4. dlclose of an inlined plugin, dlopen of another at the same address.
 
-fn reload(threshold: &str, tag: &str) -> (Output, serde_json::Value, String) {
+fn reload(threshold: &str, tag: &str) -> (Output, Dump, String) {
     let dir = progs();
     let args = ["300", "150", "./reload_a.so", "./reload_b.so", "./reload_a.so", "./reload_b.so"];
     let plain = stdout_ok(&run(dir, "rel_reload_host", &args, None), "rel_reload_host");
@@ -247,12 +237,13 @@ fn dlclose_then_dlopen_at_same_address_never_runs_old_inlined_copy() {
         if addrs.windows(2).any(|w| w[0] != w[1]) {
             eprintln!("note: the plugins did not all land at the same address: {addrs:?}");
         }
-        let a = edges(&v)
+        let a = v
+            .edges
             .iter()
-            .find(|e| e["callee"] == "plugin_fn" && e["callee_module"].as_str().is_some_and(|m| m.ends_with("reload_a.so")))
+            .find(|e| e.callee == "plugin_fn" && e.callee_module.ends_with("reload_a.so"))
             .unwrap_or_else(|| panic!("threshold {threshold}: no edge into reload_a.so: {v:#}"));
-        assert_eq!(a["state"], "invalidated", "threshold {threshold}: A's inlined edge must be invalidated: {v:#}");
-        assert!(v["patches"].as_array().unwrap().iter().all(|p| p["active"] == false), "every plugin is closed at exit: {v:#}");
+        assert_eq!(a.state, "invalidated", "threshold {threshold}: A's inlined edge must be invalidated: {v:#}");
+        assert!(v.patches.iter().all(|p| !p.active), "every plugin is closed at exit: {v:#}");
     }
 }
 
@@ -262,11 +253,11 @@ fn dlclose_then_dlopen_at_same_address_never_runs_old_inlined_copy() {
 fn reloaded_plugin_gets_its_own_edge() {
     let (out, v, plain) = reload("10000", "own-edge");
     assert_same(&out, &plain, "rel_reload_host");
-    let b = edges(&v).iter().find(|e| e["callee_module"].as_str().is_some_and(|m| m.ends_with("reload_b.so")));
+    let b = v.edges.iter().find(|e| e.callee_module.ends_with("reload_b.so"));
     let b = b.unwrap_or_else(|| panic!("no edge into reload_b.so: {v:#}"));
     // B was inlined too; it is closed before exit, so its edge ends invalidated.
-    assert_eq!(b["state"], "invalidated", "B's edge: {v:#}");
-    assert!(v["compiles"].as_array().unwrap().len() >= 2, "B needs a compile of its own: {v:#}");
+    assert_eq!(b.state, "invalidated", "B's edge: {v:#}");
+    assert!(v.compiles.len() >= 2, "B needs a compile of its own: {v:#}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -293,7 +284,7 @@ fn no_mapping_is_ever_writable_and_executable() {
         assert!(field("samples=") > 20, "the sampler barely ran: {line}");
         assert_eq!(field("wx="), 0, "a mapping was writable and executable: {err}");
         let v = dump_v1(&dump);
-        let patched = v["patches"].as_array().unwrap().len();
+        let patched = v.patches.len();
         assert!(patched >= 4, "several functions must have been patched while sampling, got {patched}: {v:#}");
     }
 }

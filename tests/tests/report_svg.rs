@@ -4,9 +4,10 @@ use drti_tests::*;
 use std::path::Path;
 use std::process::Command;
 
-/// Two modules, every state, a name with XML metacharacters, two sites of one pair.
+/// Two modules, every state, a name with XML metacharacters, two sites of one pair; the
+/// compile has phases, and fields no drti writes yet (a newer agent's) are ignored.
 const DUMP: &str = r#"{
-  "drti_dump_version": 1, "pid": 4242, "exe": "/opt/app/host", "threshold": 50,
+  "drti_dump_version": 1, "pid": 4242, "exe": "/opt/app/host", "threshold": 50, "from_the_future": {"a": [1]},
   "modules": [
     {"path": "/opt/app/host", "functions": 9, "sites": 4, "bitcode_bytes": 1000},
     {"path": "/opt/app/plugin<&>.so", "functions": 2, "sites": 0, "bitcode_bytes": 300}
@@ -23,7 +24,8 @@ const DUMP: &str = r#"{
     {"caller": "plugin_fn", "site": 0, "callee": "logger", "calls": 60, "state": "invalidated",
      "caller_module": "/opt/app/plugin<&>.so", "callee_module": "/opt/app/host"}
   ],
-  "compiles": [{"function": "apply", "inlined": ["plugin_fn"], "ms": 11.5, "code_bytes": 600, "ok": true, "error": null}],
+  "compiles": [{"function": "apply", "inlined": ["plugin_fn"], "ms": 11.5, "code_bytes": 600, "ok": true, "error": null,
+                "phases": {"parse_ms": 1.5, "bind_ms": 0.25, "optimise_ms": 6, "codegen_ms": 3.75, "future_ms": 1}, "tier": 2}],
   "patches": [{"function": "apply", "from": "0x5555", "to": "0x7f00", "active": true}]
 }"#;
 
@@ -67,6 +69,7 @@ fn svg_and_html_of_a_synthetic_dump() {
     assert!(out.status.success(), "drti report failed: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("edges (hottest first)"), "text report still printed: {stdout}");
+    assert!(stdout.contains("(parse 1.5, bind 0.2, optimise 6.0, codegen 3.8 ms)"), "compile phases: {stdout}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("out.svg") && stderr.contains("out.html"), "says where it wrote: {stderr}");
 
@@ -108,6 +111,7 @@ fn svg_of_a_real_run() {
     let dump = dir.join("poly.json");
     let out = run(&dir, "virtual", &["poly", "300"], Some(&[("DRTI_HOT_THRESHOLD", "50"), ("DRTI_DUMP", dump.to_str().unwrap())]));
     stdout_ok(&out, "virtual");
+    read_dump_typed(&dump); // the dump types hold everything the agent wrote
     let out = report(&dir, &["report", "--svg", "poly.svg", dump.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let svg = std::fs::read_to_string(dir.join("poly.svg")).unwrap();
