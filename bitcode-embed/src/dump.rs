@@ -247,6 +247,9 @@ mod tests {
             jit_code_released: 4096,
             jit_code_waiting: 1,
             fork_child_note: None,
+            jit_cpu_ms: 12.5,
+            jit_budget: 0.25,
+            deferred: vec![DumpDeferred { function: "locked".into(), why: "does not pay back yet".into() }],
             modules: vec![DumpModule { path: "/opt/app".into(), source: "startup".into(), functions: 9, sites: 4, bitcode_bytes: 1000, loaded: true }],
             edges: vec![DumpEdge {
                 caller: "apply".into(),
@@ -270,6 +273,7 @@ mod tests {
                     ok: true,
                     error: None,
                     hot_to_patch_ms: Some(14.0),
+                    seen_to_patch_ms: Some(20.0),
                     phases: Some(DumpPhases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 6.0, codegen_ms: 3.75 }),
                 },
                 DumpCompile { function: "run".into(), ok: false, error: Some("setjmp".into()), ..Default::default() },
