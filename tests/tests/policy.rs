@@ -18,8 +18,8 @@ fn dir() -> &'static PathBuf {
     })
 }
 
-fn compiled(v: &serde_json::Value, f: &str) -> bool {
-    v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == f && c["ok"] == true)
+fn compiled(v: &Dump, f: &str) -> bool {
+    v.compiles.iter().any(|c| c.function == f && c.ok)
 }
 
 #[test]
@@ -29,15 +29,14 @@ fn a_cold_wrapper_is_deferred_a_hot_callback_is_compiled() {
     let env = [("DRTI_DUMP", dump.to_str().unwrap())];
     let out = output_within(program(dir(), "policy_mix", &[], Some(&env)), Duration::from_secs(60));
     assert_eq!(stdout_ok(&out, "policy_mix"), stdout_ok(&plain, "policy_mix"));
-    let v = read_dump(&dump);
+    let v = read_dump_typed(&dump);
     assert!(compiled(&v, "apply"), "the hot callback's function was not compiled: {v:#}");
     assert!(!compiled(&v, "locked"), "a wrapper called ~60k times a second got a compile that cannot pay back: {v:#}");
-    let deferred = v["deferred"].as_array().unwrap();
-    assert!(deferred.iter().any(|d| d["function"] == "locked" && d["why"].as_str().unwrap().contains("pay back")), "{v:#}");
-    assert!(v["jit_cpu_ms"].as_f64().is_some_and(|ms| ms > 0.0), "{v:#}");
+    assert!(v.deferred.iter().any(|d| d.function == "locked" && d.why.contains("pay back")), "{v:#}");
+    assert!(v.jit_cpu_ms > 0.0, "{v:#}");
     // Latency is also measured from the edge's first sample, which precedes it turning hot.
-    let c = v["compiles"].as_array().unwrap().iter().find(|c| c["function"] == "apply").unwrap();
-    let (seen, hot) = (c["seen_to_patch_ms"].as_f64().unwrap(), c["hot_to_patch_ms"].as_f64().unwrap());
+    let c = v.compiles.iter().find(|c| c.function == "apply").unwrap();
+    let (seen, hot) = (c.seen_to_patch_ms.unwrap(), c.hot_to_patch_ms.unwrap());
     assert!(seen >= hot, "first sample to patch {seen} ms < hot to patch {hot} ms: {c}");
 }
 
@@ -47,7 +46,7 @@ fn a_given_threshold_compiles_whatever_reaches_it() {
     let env = [("DRTI_DUMP", dump.to_str().unwrap()), ("DRTI_HOT_THRESHOLD", "10000")];
     let out = output_within(program(dir(), "policy_mix", &[], Some(&env)), Duration::from_secs(60));
     stdout_ok(&out, "policy_mix");
-    let v = read_dump(&dump);
+    let v = read_dump_typed(&dump);
     assert!(compiled(&v, "apply") && compiled(&v, "locked"), "{v:#}");
 }
 
@@ -72,18 +71,18 @@ fn specialised_inner_code_stays_reachable_from_the_outer_loop() {
         let env = [("DRTI_DUMP", dump.to_str().unwrap()), ("DRTI_HOT_THRESHOLD", threshold)];
         let out = output_within(program(dir(), "composite", &["300000"], Some(&env)), Duration::from_secs(60));
         assert_eq!(stdout_ok(&out, "composite"), stdout_ok(&plain, "composite"));
-        let v = read_dump(&dump);
+        let v = read_dump_typed(&dump);
         let sum = "_ZNK3Vec3sumEd";
-        let inner = v["compiles"].as_array().unwrap().iter().any(|c| c["function"] == sum && c["ok"] == true && c["inlined"].as_array().unwrap().len() == 3);
+        let inner = v.compiles.iter().any(|c| c.function == sum && c.ok && c.inlined.len() == 3);
         assert!(inner, "threshold {threshold}: sum() not compiled with its three element types: {v:#}");
-        assert!(v["patches"].as_array().unwrap().iter().any(|p| p["function"] == sum && p["active"] == true), "{v:#}");
+        assert!(v.patches.iter().any(|p| p.function == sum && p.active), "{v:#}");
         // Whatever run() became, its live code does not carry sum()'s original body.
-        let last_run = v["compiles"].as_array().unwrap().iter().filter(|c| c["function"] == "_Z3runRK9Containeri" && c["ok"] == true).last();
-        let run_active = v["patches"].as_array().unwrap().iter().any(|p| p["function"] == "_Z3runRK9Containeri" && p["active"] == true);
-        if let (Some(c), true) = (last_run, run_active) {
-            assert!(!c["inlined"].as_array().unwrap().iter().any(|t| t == sum), "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
+        let run = "_Z3runRK9Containeri";
+        let last_run = v.compiles.iter().filter(|c| c.function == run && c.ok).last();
+        if let (Some(c), true) = (last_run, v.patches.iter().any(|p| p.function == run && p.active)) {
+            assert!(!c.inlined.iter().any(|t| t == sum), "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
         }
-        let outer = v["edges"].as_array().unwrap().iter().find(|e| e["callee"] == sum).expect("the outer edge");
-        assert!(outer["reason"].as_str().is_some_and(|r| r.contains("called, not inlined")), "threshold {threshold}: {outer}");
+        let outer = v.edges.iter().find(|e| e.callee == sum).expect("the outer edge");
+        assert!(outer.reason.as_deref().is_some_and(|r| r.contains("called, not inlined")), "threshold {threshold}: {outer}");
     }
 }
