@@ -173,6 +173,7 @@ pub fn to_json(agent: &Agent) -> Value {
     let exe = std::fs::read_link("/proc/self/exe").map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
     json!({"drti_dump_version": 1, "pid": std::process::id(), "exe": exe, "threshold": agent.config.hot_threshold,
            "sample_period": agent.config.sample_period(), "samples_dropped": crate::profile::dropped(),
+           "samples_taken": crate::profile::samples_taken(),
            "jit_load_ms": agent.jit_load_ms, "jit_code_released": agent.code.released,
            "jit_code_waiting": agent.code.retired(), "fork_child_note": agent.fork_child_note,
            "modules": modules, "edges": edges, "compiles": compiles, "patches": patches})
