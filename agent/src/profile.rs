@@ -21,11 +21,12 @@
 //!
 //! # Adaptive period (never flood)
 //! The period starts at the configured one (threshold / 16, so an edge needs about 16
-//! samples to get hot). The agent thread calls [`adapt`] after draining: when samples
-//! arrive faster than [`TARGET_RATE`] per second it raises the period in proportion, and
-//! lowers it (halving, never below the configured one) once the rate is well below. Until
-//! the agent thread gets to run (start-up, a long compile), a hook that finds the queue
-//! full doubles the period itself, so a flood ends after a handful of dropped samples.
+//! samples to get hot). The agent thread calls [`adapt`] after draining: it measures the
+//! profiled calls per second (from the weights it drained) and sets the period to
+//! calls/s ÷ [`TARGET_RATE`], never below the configured one. Until the agent thread gets
+//! to run (start-up, a long compile), a hook that finds the queue full doubles the period
+//! itself (up to [`BRAKE_LIMIT`] times the agent's choice), so a flood ends after a
+//! handful of dropped samples.
 //! Estimates stay unbiased at any period; a larger period only makes them coarser. An
 //! edge whose estimate reaches `DRTI_HOT_THRESHOLD` is hot: with the configured period
 //! that is after about the threshold's calls; when the period has been raised above the
@@ -75,12 +76,30 @@ static BASE_PERIOD: AtomicU32 = AtomicU32::new(256);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Samples popped by the consumer (agent thread or exit handler), never by the hook.
 static POPPED: AtomicU64 = AtomicU64::new(0);
+/// The calls those samples stand for (the sum of their weights).
+static POPPED_CALLS: AtomicU64 = AtomicU64::new(0);
+/// The period [`adapt`] chose last: a hook that finds the queue full may double
+/// [`PERIOD`], up to [`BRAKE_LIMIT`] times this.
+static AGENT_PERIOD: AtomicU32 = AtomicU32::new(256);
+
+/// How far hooks may raise the period above the agent's choice on their own: enough to
+/// outlast a compile of seconds at any call rate the agent last saw, without leaving
+/// countdowns so long that a thread goes unsampled for long.
+const BRAKE_LIMIT: u32 = 1024;
+
+/// Samples before the agent adapts the period: a short run keeps the configured one
+/// (and its resolution); so few samples cost nothing anyway.
+const EARLY_SAMPLES: u64 = 4096;
+
+/// Time constant of the call-rate smoothing.
+const SMOOTHING: Duration = Duration::from_millis(100);
 
 /// Sets the sampling period. The queue is allocated when the first module attaches, so
 /// a process without decorated code never pays for it.
 pub fn init(period: u32) {
     let p = period.clamp(1, MAX_PERIOD);
     BASE_PERIOD.store(p, Ordering::Relaxed);
+    AGENT_PERIOD.store(p, Ordering::Relaxed);
     PERIOD.store(p, Ordering::Relaxed);
 }
 
@@ -92,8 +111,9 @@ pub fn queue() -> &'static ArrayQueue<Sample> {
 /// The next queued sample, if the queue exists and holds one.
 pub fn pop() -> Option<Sample> {
     let s = QUEUE.get().and_then(ArrayQueue::pop);
-    if s.is_some() {
+    if let Some(s) = &s {
         POPPED.fetch_add(1, Ordering::Relaxed);
+        POPPED_CALLS.fetch_add(s.weight as u64, Ordering::Relaxed);
     }
     s
 }
@@ -113,56 +133,60 @@ pub fn period() -> u32 {
     PERIOD.load(Ordering::Relaxed)
 }
 
-/// The rate measurement of [`adapt`] (agent thread only).
+/// The call-rate measurement of [`adapt`] (agent thread only).
 struct Meter {
     since: Instant,
-    taken: u64,
+    calls: u64,
+    /// Smoothed profiled calls per second (all threads).
+    rate: f64,
 }
 
 static METER: Mutex<Option<Meter>> = Mutex::new(None);
 
-/// Agent thread, after draining the queue: measures the sample rate over the last
-/// [`ADAPT_WINDOW`] and moves the period so that it stays near [`TARGET_RATE`].
+/// Agent thread, after draining the queue: every [`ADAPT_WINDOW`], measures the profiled
+/// calls per second (the weights of the samples drained: unlike the sample rate, it does
+/// not depend on the period the pending countdowns were drawn with) and sets the period
+/// that turns it into [`TARGET_RATE`] samples per second.
 pub fn adapt() {
     let Ok(mut meter) = METER.try_lock() else { return };
     let now = Instant::now();
-    let taken = samples_taken();
+    let calls = POPPED_CALLS.load(Ordering::Relaxed);
     let Some(m) = meter.as_mut() else {
-        *meter = Some(Meter { since: now, taken });
+        *meter = Some(Meter { since: now, calls, rate: -1.0 });
         return;
     };
     let dt = now.duration_since(m.since);
     if dt < ADAPT_WINDOW {
         return;
     }
-    let rate = (taken - m.taken) as f64 / dt.as_secs_f64();
-    *m = Meter { since: now, taken };
+    let window = (calls - m.calls) as f64 / dt.as_secs_f64();
+    // Smoothing over about SMOOTHING: a sample of a long countdown lands in one window.
+    let a = (dt.as_secs_f64() / SMOOTHING.as_secs_f64()).min(1.0);
+    m.rate = if m.rate < 0.0 { window } else { m.rate + a * (window - m.rate) };
+    m.since = now;
+    m.calls = calls;
+    if samples_taken() < EARLY_SAMPLES {
+        return;
+    }
     let backlog = QUEUE.get().map_or(0, |q| q.len());
     let p = PERIOD.load(Ordering::Relaxed);
-    let next = next_period(p, BASE_PERIOD.load(Ordering::Relaxed), rate, backlog);
+    let next = next_period(p, BASE_PERIOD.load(Ordering::Relaxed), m.rate, backlog);
+    AGENT_PERIOD.store(next, Ordering::Relaxed);
     if next != p {
-        // A hook may have doubled the period meanwhile; keep whichever is larger then.
-        if PERIOD.compare_exchange(p, next, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            tracing::debug!(from = p, to = next, rate, backlog, "sampling period");
-        }
+        PERIOD.store(next, Ordering::Relaxed);
+        tracing::debug!(from = p, to = next, calls_per_s = m.rate, backlog, "sampling period");
     }
 }
 
 /// The period for the next window, from the current one, the configured floor, the
-/// samples per second just measured and the queue's backlog.
-fn next_period(p: u32, base: u32, rate: f64, backlog: usize) -> u32 {
-    let target = TARGET_RATE as f64;
-    let mut next = p as f64;
-    if rate > target {
-        // The rate falls in proportion to the period (for new countdowns).
-        next = next * rate / target;
-    } else if rate < target / 4.0 {
-        next /= 2.0;
-    }
+/// smoothed profiled calls per second and the queue's backlog.
+fn next_period(p: u32, base: u32, calls_per_s: f64, backlog: usize) -> u32 {
+    let mut next = (calls_per_s / TARGET_RATE as f64).ceil();
     if backlog > QUEUE_CAPACITY / 4 {
+        // Behind: whatever the estimate says, take fewer samples until caught up.
         next = next.max(p as f64 * 2.0);
     }
-    (next.ceil() as u64).clamp(base as u64, MAX_PERIOD as u64) as u32
+    (next as u64).clamp(base as u64, MAX_PERIOD as u64) as u32
 }
 
 /// Calls until the next sample: uniform in [period - period/2, period + period/2), mean
@@ -232,8 +256,11 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
         if q.push(sample).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             // The agent thread is not keeping up: sample half as often from now on (one
-            // doubling per period seen, however many threads see it).
-            let _ = PERIOD.compare_exchange(period, period.saturating_mul(2).min(MAX_PERIOD), Ordering::Relaxed, Ordering::Relaxed);
+            // doubling per period seen, however many threads see it), within the limit.
+            let limit = AGENT_PERIOD.load(Ordering::Relaxed).saturating_mul(BRAKE_LIMIT).min(MAX_PERIOD);
+            if period < limit {
+                let _ = PERIOD.compare_exchange(period, period.saturating_mul(2).min(limit), Ordering::Relaxed, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -318,18 +345,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn period_follows_the_rate() {
+    fn period_follows_the_call_rate() {
         let t = TARGET_RATE as f64;
-        // Ten times too many samples: ten times the period.
-        assert_eq!(next_period(6, 6, 10.0 * t, 0), 60);
-        // Near the target: unchanged.
-        assert_eq!(next_period(600, 6, 0.75 * t, 0), 600);
-        // Far below: halved, never under the configured period.
-        assert_eq!(next_period(600, 6, 0.05 * t, 0), 300);
-        assert_eq!(next_period(8, 6, 0.0, 0), 6);
-        // A backlog doubles it at least; the maximum holds.
-        assert_eq!(next_period(600, 6, 0.75 * t, QUEUE_CAPACITY / 2), 1200);
-        assert_eq!(next_period(MAX_PERIOD, 6, 1e12, 0), MAX_PERIOD);
+        // The period that turns the call rate into the target sample rate.
+        assert_eq!(next_period(6, 6, 1000.0 * t, 0), 1000);
+        assert_eq!(next_period(5000, 6, 1000.0 * t, 0), 1000);
+        // Never under the configured period nor over the maximum.
+        assert_eq!(next_period(600, 6, 0.0, 0), 6);
+        assert_eq!(next_period(MAX_PERIOD, 6, 1e18, 0), MAX_PERIOD);
+        // A backlog doubles it at least.
+        assert_eq!(next_period(600, 6, 10.0 * t, QUEUE_CAPACITY / 2), 1200);
     }
 
     #[test]
