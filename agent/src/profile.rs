@@ -25,8 +25,9 @@
 //! profiled calls per second (from the weights it drained) and sets the period to
 //! calls/s ÷ [`TARGET_RATE`], never below the configured one. Until the agent thread gets
 //! to run (start-up, a long compile), a hook that finds the queue full doubles the period
-//! itself (up to [`BRAKE_LIMIT`] times the agent's choice), so a flood ends after a
-//! handful of dropped samples.
+//! itself (up to [`BRAKE_LIMIT`] times the agent's choice, at least [`BRAKE_FLOOR`]), so a
+//! flood ends after a handful of dropped samples; a dropped sample's weight is carried to
+//! the thread's next sample, so drops do not bias the estimates either.
 //! Estimates stay unbiased at any period; a larger period only makes them coarser. An
 //! edge whose estimate reaches `DRTI_HOT_THRESHOLD` is hot: with the configured period
 //! that is after about the threshold's calls; when the period has been raised above the
@@ -86,6 +87,10 @@ static AGENT_PERIOD: AtomicU32 = AtomicU32::new(256);
 /// outlast a compile of seconds at any call rate the agent last saw, without leaving
 /// countdowns so long that a thread goes unsampled for long.
 const BRAKE_LIMIT: u32 = 1024;
+
+/// The period hooks may always brake up to (before the agent has measured anything, its
+/// choice is the configured period, maybe 6; LLVM's loading stops the draining for a while).
+const BRAKE_FLOOR: u32 = 1 << 18;
 
 /// Samples before the agent adapts the period: a short run keeps the configured one
 /// (and its resolution); so few samples cost nothing anyway.
@@ -255,9 +260,19 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
     if let Some(q) = QUEUE.get() {
         if q.push(sample).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
+            // The dropped sample's calls go to this thread's next sample (a longer
+            // interval, still drawn independently of the targets): estimates lose nothing.
+            // SAFETY: as above, this thread's own state.
+            unsafe {
+                let reset = std::ptr::addr_of_mut!((*state).reset);
+                let carried = reset.read() as i64 + weight as i64;
+                if carried < (i32::MAX / 2) as i64 {
+                    reset.write(carried as i32);
+                }
+            }
             // The agent thread is not keeping up: sample half as often from now on (one
             // doubling per period seen, however many threads see it), within the limit.
-            let limit = AGENT_PERIOD.load(Ordering::Relaxed).saturating_mul(BRAKE_LIMIT).min(MAX_PERIOD);
+            let limit = AGENT_PERIOD.load(Ordering::Relaxed).saturating_mul(BRAKE_LIMIT).clamp(BRAKE_FLOOR, MAX_PERIOD);
             if period < limit {
                 let _ = PERIOD.compare_exchange(period, period.saturating_mul(2).min(limit), Ordering::Relaxed, Ordering::Relaxed);
             }
@@ -389,6 +404,16 @@ mod tests {
         // SAFETY: as above.
         unsafe { hook(a, 2, std::ptr::null(), &mut st) };
         assert_eq!(q.pop().expect("a sample").weight, expect);
+        // A full queue: the drop is counted and its weight carried to the next sample.
+        while q.push(Sample { area: 0, site: 0, weight: 0, target: 0 }).is_ok() {}
+        let dropped = dropped();
+        st.countdown = -1;
+        let carried = st.reset as u32 + 1;
+        // SAFETY: as above.
+        unsafe { hook(a, 2, std::ptr::null(), &mut st) };
+        assert_eq!(dropped + 1, super::dropped());
+        assert_eq!(st.reset as u32 + 1, st.countdown as u32 + 1 + carried);
+        while q.pop().is_some() {}
         // A site out of range resets the countdown but records nothing.
         st.countdown = -1;
         // SAFETY: as above.
