@@ -86,11 +86,11 @@ static AGENT_PERIOD: AtomicU32 = AtomicU32::new(256);
 /// How far hooks may raise the period above the agent's choice on their own: enough to
 /// outlast a compile of seconds at any call rate the agent last saw, without leaving
 /// countdowns so long that a thread goes unsampled for long.
-const BRAKE_LIMIT: u32 = 1024;
+const BRAKE_LIMIT: u32 = 16;
 
 /// The period hooks may always brake up to (before the agent has measured anything, its
 /// choice is the configured period, maybe 6; LLVM's loading stops the draining for a while).
-const BRAKE_FLOOR: u32 = 1 << 18;
+const BRAKE_FLOOR: u32 = 1 << 16;
 
 /// Samples before the agent adapts the period: a short run keeps the configured one
 /// (and its resolution); so few samples cost nothing anyway.
@@ -187,9 +187,9 @@ pub fn adapt() {
 /// smoothed profiled calls per second and the queue's backlog.
 fn next_period(p: u32, base: u32, calls_per_s: f64, backlog: usize) -> u32 {
     let mut next = (calls_per_s / TARGET_RATE as f64).ceil();
-    if backlog > QUEUE_CAPACITY / 4 {
-        // Behind: whatever the estimate says, take fewer samples until caught up.
-        next = next.max(p as f64 * 2.0);
+    if backlog >= QUEUE_CAPACITY / 2 {
+        // Far behind (the queue is draining a flood): no lower than now until caught up.
+        next = next.max(p as f64);
     }
     (next as u64).clamp(base as u64, MAX_PERIOD as u64) as u32
 }
@@ -368,8 +368,8 @@ mod tests {
         // Never under the configured period nor over the maximum.
         assert_eq!(next_period(600, 6, 0.0, 0), 6);
         assert_eq!(next_period(MAX_PERIOD, 6, 1e18, 0), MAX_PERIOD);
-        // A backlog doubles it at least.
-        assert_eq!(next_period(600, 6, 10.0 * t, QUEUE_CAPACITY / 2), 1200);
+        // A large backlog keeps it from falling.
+        assert_eq!(next_period(600, 6, 10.0 * t, QUEUE_CAPACITY / 2), 600);
     }
 
     #[test]
