@@ -201,6 +201,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
         threshold: agent.config.hot_threshold,
         sample_period: agent.config.sample_period().into(),
         samples_dropped: crate::profile::dropped(),
+        samples_taken: crate::profile::samples_taken(),
         jit_load_ms: agent.jit_load_ms,
         jit_code_released: agent.code.released,
         jit_code_waiting: agent.code.retired() as u64,

@@ -1,24 +1,45 @@
-//! The profiling path, run by application threads: decorated code calls [`hook`] about
-//! once every `period` calls of a site (its counter in the module's runtime area runs
-//! down to -1). The hook resets the counter and pushes one [`Sample`] into a bounded
-//! lock-free queue that the agent thread drains. No locks, no allocation, no syscalls: a
-//! full queue drops the sample and counts the drop.
+//! The profiling path, run by application threads: decorated code counts every profiled
+//! call down on a countdown of its own thread (`ThreadState`, one per thread and decorated
+//! object file, see `bitcode_embed::format`) and calls [`hook`] when it goes negative. The
+//! hook draws the next countdown and pushes one [`Sample`] into a bounded lock-free queue
+//! that the agent thread drains. No locks, no allocation, no syscalls, and no memory that
+//! several threads write on the per-call path: countdowns and random state are
+//! thread-local; only the queue (once per sample) and the drop counter are shared.
 //!
-//! Count estimate: a sample stands for the calls since the previous sample of that site,
-//! i.e. its weight, drawn uniformly from [period/2, 3·period/2) so that periodic call
-//! patterns cannot alias with the sampling period. An edge's estimated
-//! calls are the sum of its samples' weights; each site's estimate is exact up to the
-//! calls since its last sample (at most one weight, < 1.5 × period) plus the error of
-//! attributing a whole weight to the target seen at the sample, which for an edge with
-//! share p of a site's N calls is about ±period × sqrt(N p (1-p) / period) (binomial).
-//! Counters start one weight away from the first sample, so with one target per site
-//! the estimate is below the true count by less than one weight (the
-//! calls since the last sample; below 1.5 × period).
+//! # Count estimates
+//! A sample stands for the calls its countdown counted, i.e. its weight: the calls of all
+//! sites of that thread and object file since the previous sample, attributed to the edge
+//! seen at the sample. Weights are drawn uniformly from [period/2, 3·period/2), so that
+//! periodic call patterns cannot alias with the period, and the weight travels with the
+//! countdown (`ThreadState::reset`), so a sample is weighted right whatever the period was
+//! when it was drawn. Because a countdown's length is drawn before the calls it counts,
+//! the sum of the weights of an edge's samples is an unbiased estimate of its calls; for an
+//! edge with share p of N calls the error is about ±period·sqrt(N·p·(1-p)/period)
+//! (binomial), plus, per thread and object file, the calls since its last sample (below
+//! one weight, < 1.5 × period) that are not counted yet. A new thread's first profiled
+//! call is a sample of weight 1.
+//!
+//! # Adaptive period (never flood)
+//! The period starts at the configured one (threshold / 16, so an edge needs about 16
+//! samples to get hot). The agent thread calls [`adapt`] after draining: it measures the
+//! profiled calls per second (from the weights it drained) and sets the period to
+//! calls/s ÷ [`TARGET_RATE`], never below the configured one. Until the agent thread gets
+//! to run (start-up, a long compile), a hook that finds the queue full doubles the period
+//! itself (up to [`BRAKE_LIMIT`] times the agent's choice, at least [`BRAKE_FLOOR`]), so a
+//! flood ends after a handful of dropped samples; a dropped sample's weight is carried to
+//! the thread's next sample, so drops do not bias the estimates either.
+//! Estimates stay unbiased at any period; a larger period only makes them coarser. An
+//! edge whose estimate reaches `DRTI_HOT_THRESHOLD` is hot: with the configured period
+//! that is after about the threshold's calls; when the period has been raised above the
+//! threshold (a program making millions of profiled calls per second), one sample of an
+//! edge (weight ≥ threshold) is the evidence, and the chance that an edge with n calls
+//! shows one is about n/period.
 
-use bitcode_embed::format::{RuntimeAreaHeader, RUNTIME_COUNTERS_OFFSET};
+use bitcode_embed::format::{RuntimeAreaHeader, ThreadState};
 use crossbeam::queue::ArrayQueue;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// One observation: site `site` of the module whose runtime area is `area` called `target`.
 #[derive(Clone, Copy, Debug)]
@@ -33,18 +54,58 @@ pub struct Sample {
     pub target: u64,
 }
 
-/// Queue capacity: enough for ~10 ms of samples from busy threads.
+/// Queue capacity: at [`TARGET_RATE`], seconds of samples (a compile may keep the agent
+/// thread away that long).
 const QUEUE_CAPACITY: usize = 1 << 16;
 
+/// Samples per second the agent aims at, all threads together: about 100 ns of application
+/// and agent CPU each, so 0.1% of one core; far more than a hot edge needs to be found.
+pub const TARGET_RATE: u64 = 10_000;
+
+/// Largest period (countdowns stay far from `i32::MAX`).
+pub const MAX_PERIOD: u32 = 1 << 26;
+
+/// How often [`adapt`] measures the sample rate.
+const ADAPT_WINDOW: Duration = Duration::from_millis(10);
+
 static QUEUE: OnceLock<ArrayQueue<Sample>> = OnceLock::new();
+/// The period new countdowns are drawn with (written by the agent thread, or by a hook
+/// that found the queue full; read once per sample).
 static PERIOD: AtomicU32 = AtomicU32::new(256);
+/// The configured period: the floor of [`PERIOD`].
+static BASE_PERIOD: AtomicU32 = AtomicU32::new(256);
 static DROPPED: AtomicU64 = AtomicU64::new(0);
-static RNG: AtomicU32 = AtomicU32::new(0x9e37_79b9);
+/// Samples popped by the consumer (agent thread or exit handler), never by the hook.
+static POPPED: AtomicU64 = AtomicU64::new(0);
+/// The calls those samples stand for (the sum of their weights).
+static POPPED_CALLS: AtomicU64 = AtomicU64::new(0);
+/// The period [`adapt`] chose last: a hook that finds the queue full may double
+/// [`PERIOD`], up to [`BRAKE_LIMIT`] times this.
+static AGENT_PERIOD: AtomicU32 = AtomicU32::new(256);
+
+/// How far hooks may raise the period above the agent's choice on their own: enough to
+/// outlast a compile of seconds at any call rate the agent last saw, without leaving
+/// countdowns so long that a thread goes unsampled for long.
+const BRAKE_LIMIT: u32 = 16;
+
+/// The period hooks may always brake up to (before the agent has measured anything, its
+/// choice is the configured period, maybe 6; LLVM's loading stops the draining for a while).
+const BRAKE_FLOOR: u32 = 1 << 16;
+
+/// Samples before the agent adapts the period: a short run keeps the configured one
+/// (and its resolution); so few samples cost nothing anyway.
+const EARLY_SAMPLES: u64 = 4096;
+
+/// Time constant of the call-rate smoothing.
+const SMOOTHING: Duration = Duration::from_millis(100);
 
 /// Sets the sampling period. The queue is allocated when the first module attaches, so
 /// a process without decorated code never pays for it.
 pub fn init(period: u32) {
-    PERIOD.store(period.max(1), Ordering::Relaxed);
+    let p = period.clamp(1, MAX_PERIOD);
+    BASE_PERIOD.store(p, Ordering::Relaxed);
+    AGENT_PERIOD.store(p, Ordering::Relaxed);
+    PERIOD.store(p, Ordering::Relaxed);
 }
 
 /// The samples waiting for the agent thread (allocates the queue on first use).
@@ -54,7 +115,12 @@ pub fn queue() -> &'static ArrayQueue<Sample> {
 
 /// The next queued sample, if the queue exists and holds one.
 pub fn pop() -> Option<Sample> {
-    QUEUE.get().and_then(ArrayQueue::pop)
+    let s = QUEUE.get().and_then(ArrayQueue::pop);
+    if let Some(s) = &s {
+        POPPED.fetch_add(1, Ordering::Relaxed);
+        POPPED_CALLS.fetch_add(s.weight as u64, Ordering::Relaxed);
+    }
+    s
 }
 
 /// Samples lost to a full queue so far.
@@ -62,65 +128,171 @@ pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
+/// Samples the hook has taken so far: queued (popped or still waiting) or dropped.
+pub fn samples_taken() -> u64 {
+    POPPED.load(Ordering::Relaxed) + QUEUE.get().map_or(0, |q| q.len() as u64) + dropped()
+}
+
+/// The period countdowns are drawn with now.
+pub fn period() -> u32 {
+    PERIOD.load(Ordering::Relaxed)
+}
+
+/// The call-rate measurement of [`adapt`] (agent thread only).
+struct Meter {
+    since: Instant,
+    calls: u64,
+    /// Smoothed profiled calls per second (all threads).
+    rate: f64,
+}
+
+static METER: Mutex<Option<Meter>> = Mutex::new(None);
+
+/// Agent thread, after draining the queue: every [`ADAPT_WINDOW`], measures the profiled
+/// calls per second (the weights of the samples drained: unlike the sample rate, it does
+/// not depend on the period the pending countdowns were drawn with) and sets the period
+/// that turns it into [`TARGET_RATE`] samples per second.
+pub fn adapt() {
+    let Ok(mut meter) = METER.try_lock() else { return };
+    let now = Instant::now();
+    let calls = POPPED_CALLS.load(Ordering::Relaxed);
+    let Some(m) = meter.as_mut() else {
+        *meter = Some(Meter { since: now, calls, rate: -1.0 });
+        return;
+    };
+    let dt = now.duration_since(m.since);
+    if dt < ADAPT_WINDOW {
+        return;
+    }
+    let window = (calls - m.calls) as f64 / dt.as_secs_f64();
+    // Smoothing over about SMOOTHING: a sample of a long countdown lands in one window.
+    let a = (dt.as_secs_f64() / SMOOTHING.as_secs_f64()).min(1.0);
+    m.rate = if m.rate < 0.0 { window } else { m.rate + a * (window - m.rate) };
+    m.since = now;
+    m.calls = calls;
+    if samples_taken() < EARLY_SAMPLES {
+        return;
+    }
+    let backlog = QUEUE.get().map_or(0, |q| q.len());
+    let p = PERIOD.load(Ordering::Relaxed);
+    let next = next_period(p, BASE_PERIOD.load(Ordering::Relaxed), m.rate, backlog);
+    AGENT_PERIOD.store(next, Ordering::Relaxed);
+    if next != p {
+        PERIOD.store(next, Ordering::Relaxed);
+        tracing::debug!(from = p, to = next, calls_per_s = m.rate, backlog, "sampling period");
+    }
+}
+
+/// The period for the next window, from the current one, the configured floor, the
+/// smoothed profiled calls per second and the queue's backlog.
+fn next_period(p: u32, base: u32, calls_per_s: f64, backlog: usize) -> u32 {
+    let mut next = (calls_per_s / TARGET_RATE as f64).ceil();
+    if backlog >= QUEUE_CAPACITY / 2 {
+        // Far behind (the queue is draining a flood): no lower than now until caught up.
+        next = next.max(p as f64);
+    }
+    (next as u64).clamp(base as u64, MAX_PERIOD as u64) as u32
+}
+
 /// Calls until the next sample: uniform in [period - period/2, period + period/2), mean
-/// `period`. The spread keeps periodic call patterns (every 10th element a different
-/// type) from aliasing with the sampling period.
-fn next_weight() -> u32 {
-    let period = PERIOD.load(Ordering::Relaxed);
+/// `period`, from the thread's own xorshift state (seeded on first use from the state's
+/// address, which differs per thread, and the time stamp counter).
+fn next_weight(period: u32, rng: &mut u32) -> u32 {
     if period <= 1 {
         return 1;
     }
-    // xorshift on a shared word: a lost update between threads only repeats a jitter.
-    let mut x = RNG.load(Ordering::Relaxed);
+    let mut x = *rng;
+    if x == 0 {
+        x = seed(rng as *mut u32 as u64);
+    }
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
-    RNG.store(x, Ordering::Relaxed);
+    *rng = x;
     period - period / 2 + x % period
+}
+
+/// A nonzero 32-bit seed from `salt` and the time stamp counter (splitmix64 finaliser).
+fn seed(salt: u64) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: rdtsc has no preconditions on x86-64.
+    let t = unsafe { core::arch::x86_64::_rdtsc() };
+    #[cfg(not(target_arch = "x86_64"))]
+    let t = 0u64;
+    let mut z = salt ^ t.rotate_left(32) ^ 0x9e37_79b9_7f4a_7c15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    ((z ^ (z >> 32)) as u32) | 1
 }
 
 /// The hook decorated code calls (`bitcode_embed::format::HookFn`).
 ///
 /// # Safety
 /// `area` must be the runtime area of a module the agent registered (it stores the
-/// module's site count in `reserved` before publishing the hook).
-pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void) {
+/// module's site count in `reserved` before publishing the hook) and `state` the calling
+/// thread's `ThreadState` of that module (or null).
+pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void, state: *mut ThreadState) {
+    if state.is_null() {
+        return;
+    }
+    let period = PERIOD.load(Ordering::Relaxed);
+    // SAFETY: `state` is this thread's state (the caller's contract); only this thread
+    // touches it, so plain reads and writes through the raw pointer are race-free (a
+    // signal handler of this thread running decorated code in between only loses or
+    // repeats one countdown).
+    let weight = unsafe {
+        let reset = std::ptr::addr_of!((*state).reset).read();
+        let mut rng = std::ptr::addr_of!((*state).rng).read();
+        let next = next_weight(period, &mut rng) as i32;
+        std::ptr::addr_of_mut!((*state).rng).write(rng);
+        std::ptr::addr_of_mut!((*state).reset).write(next - 1);
+        std::ptr::addr_of_mut!((*state).countdown).write(next - 1);
+        reset.max(0) as u32 + 1
+    };
     // SAFETY: per the contract, `area` is a registered runtime area: its header is
-    // readable and `reserved` holds the number of counters that follow it.
+    // readable and `reserved` holds the module's number of sites.
     let n_sites = unsafe { (*area).reserved };
     if site as u64 >= n_sites {
         return;
     }
-    let weight = next_weight();
-    // SAFETY: `site < n_sites`, so the counter lies inside the area; counters are i32
-    // and only accessed atomically (decorated code uses unordered atomic loads/stores).
-    let counter = unsafe { &*((area as *mut u8).add(RUNTIME_COUNTERS_OFFSET + site as usize * 4) as *const AtomicI32) };
-    counter.store(weight as i32 - 1, Ordering::Relaxed);
     let sample = Sample { area: area as usize, site, weight, target: target as u64 };
     if let Some(q) = QUEUE.get() {
         if q.push(sample).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
+            // The dropped sample's calls go to this thread's next sample (a longer
+            // interval, still drawn independently of the targets): estimates lose nothing.
+            // SAFETY: as above, this thread's own state.
+            unsafe {
+                let reset = std::ptr::addr_of_mut!((*state).reset);
+                let carried = reset.read() as i64 + weight as i64;
+                if carried < (i32::MAX / 2) as i64 {
+                    reset.write(carried as i32);
+                }
+            }
+            // The agent thread is not keeping up: sample half as often from now on (one
+            // doubling per period seen, however many threads see it), within the limit.
+            let limit = AGENT_PERIOD.load(Ordering::Relaxed).saturating_mul(BRAKE_LIMIT).clamp(BRAKE_FLOOR, MAX_PERIOD);
+            if period < limit {
+                let _ = PERIOD.compare_exchange(period, period.saturating_mul(2).min(limit), Ordering::Relaxed, Ordering::Relaxed);
+            }
         }
     }
 }
 
-/// Connects a module's sites to [`hook`]: counters first, then the hook pointer
-/// (release), so a site that sees the hook also sees its counter.
+/// Connects a module's sites to [`hook`]: the site count first, then the hook pointer
+/// (release), so a site that sees the hook also sees the count. Countdowns are
+/// thread-local and start at zero: each thread's first profiled call takes a sample.
 ///
 /// # Safety
-/// `area` must point at a runtime area with `n_sites` counters, writable and mapped.
+/// `area` must point at a runtime area with `n_sites` sites, writable and mapped.
 pub unsafe fn attach(area: *mut RuntimeAreaHeader, n_sites: u32) {
     queue();
     remember(area);
     // SAFETY: the caller guarantees the area layout; `reserved` is plain memory only the
-    // agent writes, before publishing the hook. Each counter starts one weight away from
-    // its first sample, so the first sample stands for exactly the calls it weighs.
+    // agent writes, before publishing the hook.
     unsafe {
         std::ptr::addr_of_mut!((*area).reserved).write_volatile(n_sites as u64);
-        for site in 0..n_sites as usize {
-            let counter = &*((area as *mut u8).add(RUNTIME_COUNTERS_OFFSET + site * 4) as *const AtomicI32);
-            counter.store(next_weight() as i32 - 1, Ordering::Relaxed);
-        }
         (*area).hook.store(hook as *mut libc::c_void, Ordering::Release);
     }
 }
@@ -181,4 +353,71 @@ pub unsafe fn is_attached(area: *mut RuntimeAreaHeader) -> bool {
 pub unsafe fn detach(area: *mut RuntimeAreaHeader) {
     // SAFETY: the caller guarantees `area` is a mapped runtime area.
     unsafe { (*area).hook.store(std::ptr::null_mut(), Ordering::Release) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn period_follows_the_call_rate() {
+        let t = TARGET_RATE as f64;
+        // The period that turns the call rate into the target sample rate.
+        assert_eq!(next_period(6, 6, 1000.0 * t, 0), 1000);
+        assert_eq!(next_period(5000, 6, 1000.0 * t, 0), 1000);
+        // Never under the configured period nor over the maximum.
+        assert_eq!(next_period(600, 6, 0.0, 0), 6);
+        assert_eq!(next_period(MAX_PERIOD, 6, 1e18, 0), MAX_PERIOD);
+        // A large backlog keeps it from falling.
+        assert_eq!(next_period(600, 6, 10.0 * t, QUEUE_CAPACITY / 2), 600);
+    }
+
+    #[test]
+    fn weights_have_the_period_as_mean_and_threads_differ() {
+        let mut rng = 0;
+        let n = 100_000u64;
+        let sum: u64 = (0..n).map(|_| next_weight(1000, &mut rng) as u64).sum();
+        let mean = sum as f64 / n as f64;
+        assert!((mean - 1000.0).abs() < 5.0, "mean weight {mean}");
+        let mut other = 0;
+        let a: Vec<u32> = (0..4).map(|_| next_weight(1000, &mut rng)).collect();
+        let b: Vec<u32> = (0..4).map(|_| next_weight(1000, &mut other)).collect();
+        assert_ne!(a, b);
+        assert_eq!(next_weight(1, &mut rng), 1);
+    }
+
+    #[test]
+    fn hook_weights_samples_by_their_countdown() {
+        let q = queue();
+        while q.pop().is_some() {}
+        init(100);
+        let mut area = RuntimeAreaHeader { hook: Default::default(), reserved: 3 };
+        let mut st = ThreadState::default();
+        let a = &mut area as *mut RuntimeAreaHeader;
+        // SAFETY: `area` and `st` are live locals laid out as the hook expects.
+        unsafe { hook(a, 1, 0x1234 as *const libc::c_void, &mut st) };
+        let s = q.pop().expect("a sample");
+        assert_eq!((s.site, s.weight, s.target), (1, 1, 0x1234));
+        assert!((50..150).contains(&(st.countdown + 1)) && st.countdown == st.reset);
+        let expect = st.reset as u32 + 1;
+        st.countdown = -1;
+        // SAFETY: as above.
+        unsafe { hook(a, 2, std::ptr::null(), &mut st) };
+        assert_eq!(q.pop().expect("a sample").weight, expect);
+        // A full queue: the drop is counted and its weight carried to the next sample.
+        while q.push(Sample { area: 0, site: 0, weight: 0, target: 0 }).is_ok() {}
+        let dropped = dropped();
+        st.countdown = -1;
+        let carried = st.reset as u32 + 1;
+        // SAFETY: as above.
+        unsafe { hook(a, 2, std::ptr::null(), &mut st) };
+        assert_eq!(dropped + 1, super::dropped());
+        assert_eq!(st.reset as u32 + 1, st.countdown as u32 + 1 + carried);
+        while q.pop().is_some() {}
+        // A site out of range resets the countdown but records nothing.
+        st.countdown = -1;
+        // SAFETY: as above.
+        unsafe { hook(a, 7, std::ptr::null(), &mut st) };
+        assert!(st.countdown >= 0 && q.pop().is_none());
+    }
 }

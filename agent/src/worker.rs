@@ -128,6 +128,7 @@ fn run() {
                 record(&mut agent, &s, now_s);
                 idle = false;
             }
+            profile::adapt();
             if agent.config.jit && crate::guardrails::out_of_memory() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }

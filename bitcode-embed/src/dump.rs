@@ -29,6 +29,9 @@ pub struct Dump {
     /// Samples the profiling queue dropped (full).
     #[serde(default)]
     pub samples_dropped: u64,
+    /// Samples the profiling path took (dropped ones included).
+    #[serde(default)]
+    pub samples_taken: u64,
     /// Time to load `libdrti_jit.so`; null when it was never loaded.
     #[serde(default)]
     pub jit_load_ms: Option<f64>,
@@ -243,6 +246,7 @@ mod tests {
             threshold: 50,
             sample_period: 3,
             samples_dropped: 7,
+            samples_taken: 700,
             jit_load_ms: Some(9.25),
             jit_code_released: 4096,
             jit_code_waiting: 1,

@@ -1,4 +1,4 @@
-//! The on-disk / in-memory layout of drti metadata, version 2.
+//! The on-disk / in-memory layout of drti metadata, version 3.
 //!
 //! # How the agent finds a decorated module
 //! Every decorated object file carries one ELF note in a section named `.note.drti`
@@ -30,10 +30,17 @@
 //!
 //! # The runtime area
 //! Writable, zero at load: `hook` (null while no agent is attached), `reserved`, then one
-//! `i32` sampling counter per call site, then (from the next 8-byte boundary, see
-//! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function.
-//! Decorated code at site `s` does
-//! `if hook != null { c = counters[s] - 1; counters[s] = c; if c < 0 { hook(area, s, target) } }`.
+//! reserved `i32` word per call site (the per-site sampling counters of version 2; decorated
+//! code no longer touches them), then (from the next 8-byte boundary, see
+//! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function. Decorated
+//! code only reads the runtime area, so no cache line of it is written by application threads.
+//!
+//! # Sampling (version 3)
+//! Each decorated object file also defines one internal thread-local [`ThreadState`]
+//! (`__drti_tls`, zero in every new thread). Decorated code at site `s` does
+//! `if hook != null { c = tls.countdown - 1; tls.countdown = c; if c < 0 { hook(area, s, target, &tls) } }`:
+//! one countdown per thread and module over all of its sites, so the profiling path writes
+//! only thread-private memory. The hook sets the next countdown ([`HookFn`]).
 //!
 //! # Redirect slots (how the agent swaps in F+)
 //! Every function that has profiled sites and can be redirected
@@ -63,7 +70,7 @@ pub const NOTE_DESC_OFFSET: usize = 20;
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"DRTIMOD\0";
 /// The metadata version this crate writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Upper bound on the decompressed bitcode a reader accepts (guards against zip bombs).
 pub const MAX_BITCODE_RAW: u64 = 1 << 30;
@@ -82,7 +89,7 @@ pub struct BlobHeader {
     pub total_size: u64,
     /// Number of [`FunctionRecord`]s.
     pub n_functions: u32,
-    /// Number of [`SiteRecord`]s; also the number of counters in the runtime area.
+    /// Number of [`SiteRecord`]s; also the number of per-site words in the runtime area.
     pub n_sites: u32,
     /// Number of [`GlobalRecord`]s; also the number of address-table slots.
     pub n_globals: u32,
@@ -195,7 +202,7 @@ pub const SITE_INVOKE: u32 = 1;
 /// The callee type is variadic.
 pub const SITE_VARARG: u32 = 2;
 
-/// Header of the writable runtime area; `n_sites` `i32` counters follow it.
+/// Header of the writable runtime area; `n_sites` reserved `i32` words follow it.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RuntimeAreaHeader {
@@ -206,22 +213,46 @@ pub struct RuntimeAreaHeader {
     pub reserved: u64,
 }
 
-/// Size of [`RuntimeAreaHeader`]; the counters start there.
+/// Size of [`RuntimeAreaHeader`]; the per-site words start there.
 pub const RUNTIME_COUNTERS_OFFSET: usize = core::mem::size_of::<RuntimeAreaHeader>();
 
-/// Offset of the first redirect slot in a runtime area with `n_sites` counters: the end of
-/// the counters rounded up to 8 (the slots are 8-byte aligned for single-copy atomicity).
+/// Offset of the first redirect slot in a runtime area with `n_sites` per-site words: their end
+/// rounded up to 8 (the slots are 8-byte aligned for single-copy atomicity).
 pub const fn runtime_slots_offset(n_sites: u32) -> u64 {
     (RUNTIME_COUNTERS_OFFSET as u64 + n_sites as u64 * 4 + 7) & !7
 }
 
-/// Size of a runtime area with `n_sites` counters and `n_slots` redirect slots.
+/// Size of a runtime area with `n_sites` per-site words and `n_slots` redirect slots.
 pub const fn runtime_area_size(n_sites: u32, n_slots: u32) -> u64 {
     runtime_slots_offset(n_sites) + n_slots as u64 * 8
 }
 
-/// Signature of the agent's sampling hook.
-pub type HookFn = unsafe extern "C" fn(area: *mut RuntimeAreaHeader, site: u32, target: *const core::ffi::c_void);
+/// Signature of the agent's sampling hook: `state` is the calling thread's [`ThreadState`]
+/// of the module whose runtime area is `area`; its countdown has just gone negative at
+/// site `site`, whose call is about to go to `target`. The hook must leave a countdown
+/// `>= 0` in `state` (else every following call would call it again).
+pub type HookFn =
+    unsafe extern "C" fn(area: *mut RuntimeAreaHeader, site: u32, target: *const core::ffi::c_void, state: *mut ThreadState);
+
+/// Per thread and decorated object file (`__drti_tls`, thread-local, zero in a new thread):
+/// decorated code decrements `countdown` at every profiled call and calls the hook when it
+/// goes negative; the other fields belong to the hook.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ThreadState {
+    /// Profiled calls left before the next hook call, minus one.
+    pub countdown: i32,
+    /// The value `countdown` was last set to by the hook: the running countdown stands for
+    /// `reset + 1` calls (zero in a new thread: the first call is a sample of weight 1).
+    pub reset: i32,
+    /// The hook's random state for this thread (0: not seeded yet).
+    pub rng: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Size of [`ThreadState`] (the instrumenter builds it as `{ i32, i32, i32, i32 }`).
+pub const THREAD_STATE_SIZE: usize = core::mem::size_of::<ThreadState>();
 
 /// FNV-1a, 64 bit: the bitcode hash of [`BlobHeader::bitcode_hash`].
 pub fn fnv1a(bytes: &[u8]) -> u64 {

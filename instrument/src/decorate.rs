@@ -7,8 +7,9 @@
 //!   ones included, so JIT'd code binds to the program's own data (one copy of statics);
 //! * a function table and one site record per indirect call of each selected function;
 //! * at each such site, sampling code: one monotonic load of the module's hook pointer and
-//!   a branch while no agent is attached; with an agent, a per-site counter decrement and,
-//!   every N-th call, a call of the hook with the actual target;
+//!   a branch while no agent is attached; with an agent, a decrement of the thread's
+//!   countdown (`__drti_tls`, thread-local, so no application thread writes memory another
+//!   one writes) and, when it goes negative, a call of the hook with the actual target;
 //! * at the entry of each such function, a check of its redirect slot: one acquire load
 //!   and a branch while the slot is null; once the agent stores F+'s address there, a
 //!   `musttail` call of F+ (format.rs, "Redirect slots"). A function whose entry cannot do
@@ -84,7 +85,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         table.push((f, flags, calls));
     }
 
-    // Redirect slots. Their final home (after the counters of the runtime area) is sized
+    // Redirect slots. Their final home (after the per-site words of the runtime area) is sized
     // only once every entry has verified, so entries load from a placeholder first.
     let slots_tmp = b.placeholder_slots(candidates);
     let mut next_slot = 0u32;
@@ -126,7 +127,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     let runtime = b.runtime_area(n_sites, next_slot);
     b.move_slots(slots_tmp, runtime, n_sites, next_slot);
     if !sites.is_empty() {
-        let helper = b.profile_helper(runtime);
+        let helper = b.profile_helper(runtime, b.thread_state());
         for &(call, site) in &sites {
             b.call_helper_before(helper, call, site);
         }
@@ -312,7 +313,8 @@ impl Builder {
         }
     }
 
-    /// `{ hook, reserved, [n_sites x i32], [n_slots x ptr] }`: the natural (non-packed)
+    /// `{ hook, reserved, [n_sites x i32], [n_slots x ptr] }` (the i32 words are reserved
+    /// since version 3): the natural (non-packed)
     /// layout puts the slots at the next 8-byte boundary, as `runtime_slots_offset` says.
     fn runtime_type(&self, n_sites: u32, n_slots: u32) -> LLVMTypeRef {
         // SAFETY: the context is live; element types are live.
@@ -323,8 +325,8 @@ impl Builder {
         }
     }
 
-    /// The writable runtime area: hook pointer, reserved word, one counter per site, one
-    /// redirect slot per redirectable function.
+    /// The writable runtime area: hook pointer, reserved word, one reserved word per site,
+    /// one redirect slot per redirectable function.
     fn runtime_area(&self, n_sites: u32, n_slots: u32) -> LLVMValueRef {
         let ty = self.runtime_type(n_sites, n_slots);
         // SAFETY: `ty` is live.
@@ -332,8 +334,23 @@ impl Builder {
         self.global("__drti_runtime", ty, zero, false, 16)
     }
 
+    /// `internal thread_local global { i32, i32, i32, i32 } zeroinitializer`: the thread's
+    /// [`ThreadState`] for this object file. Its TLS model is left to the code generator,
+    /// which picks local-exec in executables and local-dynamic in shared objects (so a
+    /// dlopen'd object never needs static TLS space).
+    fn thread_state(&self) -> LLVMValueRef {
+        // SAFETY: the struct type and its null initialiser come from this context.
+        unsafe {
+            let mut fields = [self.int(32); 4];
+            let ty = LLVMStructTypeInContext(self.ctx, fields.as_mut_ptr(), 4, 0);
+            let g = self.global("__drti_tls", ty, LLVMConstNull(ty), false, 16);
+            LLVMSetThreadLocal(g, 1);
+            g
+        }
+    }
+
     /// `internal void __drti_profile(ptr target, i32 site)`, always inlined at each site.
-    fn profile_helper(&self, runtime: LLVMValueRef) -> LLVMValueRef {
+    fn profile_helper(&self, runtime: LLVMValueRef, tls: LLVMValueRef) -> LLVMValueRef {
         let name = std::ffi::CString::new(PROFILE_HELPER).unwrap();
         // SAFETY: all values and types come from this module's context; the builder is
         // positioned on blocks of the function being built and disposed at the end.
@@ -363,24 +380,21 @@ impl Builder {
             LLVMBuildCondBr(b, attached, prof, done);
 
             LLVMPositionBuilderAtEnd(b, prof);
-            let idx = LLVMBuildZExt(b, site, self.int(64), c"".as_ptr());
-            let mut gep = [LLVMConstInt(self.int(64), 0, 0), LLVMConstInt(self.int(32), 2, 0), idx];
-            let cp = LLVMBuildInBoundsGEP2(b, LLVMGlobalGetValueType(runtime), runtime, gep.as_mut_ptr(), 3, c"".as_ptr());
-            let c = LLVMBuildLoad2(b, self.int(32), cp, c"".as_ptr());
-            LLVMSetOrdering(c, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingUnordered);
-            LLVMSetAlignment(c, 4);
+            // The countdown is field 0 of the thread's state: plain accesses, since only
+            // this thread (and its signal handlers, harmlessly) touches it.
+            let c = LLVMBuildLoad2(b, self.int(32), tls, c"drti.countdown".as_ptr());
+            LLVMSetAlignment(c, 16);
             let c1 = LLVMBuildSub(b, c, LLVMConstInt(self.int(32), 1, 0), c"".as_ptr());
-            let st = LLVMBuildStore(b, c1, cp);
-            LLVMSetOrdering(st, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingUnordered);
-            LLVMSetAlignment(st, 4);
+            let st = LLVMBuildStore(b, c1, tls);
+            LLVMSetAlignment(st, 16);
             let due = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntSLT, c1, LLVMConstInt(self.int(32), 0, 0), c"".as_ptr());
             LLVMBuildCondBr(b, due, hook_bb, done);
 
             LLVMPositionBuilderAtEnd(b, hook_bb);
-            let mut hparams = [self.ptr(), self.int(32), self.ptr()];
-            let hty = LLVMFunctionType(void, hparams.as_mut_ptr(), 3, 0);
-            let mut args = [runtime, site, target];
-            let call = LLVMBuildCall2(b, hty, hook, args.as_mut_ptr(), 3, c"".as_ptr());
+            let mut hparams = [self.ptr(), self.int(32), self.ptr(), self.ptr()];
+            let hty = LLVMFunctionType(void, hparams.as_mut_ptr(), 4, 0);
+            let mut args = [runtime, site, target, tls];
+            let call = LLVMBuildCall2(b, hty, hook, args.as_mut_ptr(), 4, c"".as_ptr());
             // `cold` tells codegen to lay the sampling call out of the hot path.
             let cold = LLVMCreateEnumAttribute(self.ctx, ir::enum_attr_kind("cold"), 0);
             LLVMAddCallSiteAttribute(call, llvm_sys::LLVMAttributeFunctionIndex, cold);
