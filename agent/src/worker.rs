@@ -98,6 +98,7 @@ fn run() {
     let mut seen = (u64::MAX, u64::MAX);
     let mut last_check = Instant::now();
     let mut last_release = Instant::now();
+    let mut idle_streak = 0u32;
     loop {
         if crate::preload::exiting() {
             // The exit handler owns the state from now on.
@@ -123,9 +124,15 @@ fn run() {
             // Samples are popped only under the lock, so none is lost when the exit
             // handler takes the lock for good.
             let now_s = agent.started.elapsed().as_secs_f64();
+            let mut popped = 0;
             for _ in 0..4096 {
                 let Some(s) = profile::pop() else { break };
                 record(&mut agent, &s, now_s);
+                popped += 1;
+            }
+            // A trickle of samples (the adaptive period keeps it to thousands a second)
+            // does not need a busy agent thread; a backlog does.
+            if popped >= 256 {
                 idle = false;
             }
             profile::adapt();
@@ -167,8 +174,11 @@ fn run() {
             release_code();
             last_release = Instant::now();
         }
+        // An idle agent thread sleeps longer and longer (1 to 16 ms): it costs the program
+        // next to nothing, and dlopen/dlclose wake it at once.
+        idle_streak = if idle { (idle_streak + 1).min(4) } else { 0 };
         if idle {
-            std::thread::park_timeout(Duration::from_millis(if STARTED.load(Ordering::Relaxed) { 1 } else { 100 }));
+            std::thread::park_timeout(Duration::from_millis(1 << idle_streak));
         }
     }
 }

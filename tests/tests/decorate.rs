@@ -34,7 +34,7 @@ fn inspect_lists_functions_sites_and_bitcode() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = &v["modules"][0];
-    assert_eq!(m["abi_version"], 2);
+    assert_eq!(m["abi_version"], bitcode_embed::format::VERSION);
     let apply = m["functions"].as_array().unwrap().iter().find(|f| f["name"] == "apply").expect("apply listed");
     assert_eq!(apply["sites"], 1);
     assert!(apply["flags"].as_array().unwrap().iter().any(|f| f == "decorated"));
