@@ -49,7 +49,7 @@ int main(int argc, char **argv) {
   op ops[4] = {asm_add, asm_xor, plain_sub, asm_section};
   long total = 0;
   for (int round = 0; round < 30; round++) {
-    if (round == 3 || round == 10) usleep(200000);  // time for the agent to compile
+    if (round == 3 || round == 10 || round == 20) usleep(200000);  // time for the agent to compile
     total += run(ops[round % 4], n);
     printf("round %d: %ld\n", round, total);
   }
