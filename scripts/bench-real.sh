@@ -10,7 +10,8 @@
 #   box2d  Box2D 2.3 (C++)         PyPI box2d-py 2.3.8 sdist, box2d_bench.cpp stepping a world
 #   zstd   zstd 1.5.7              crates.io zstd-sys 2.1.3 (zstd/, built with zstd's own CMake),
 #          zstd_bench.c compressing a log corpus at levels 1, 3, 9, 19
-# Each is built four ways into build/bench-real/<variant>/<program>/:
+# Each is built four ways into build/bench-real/<variant>/<program>/ (build/bench-real-quick/
+# with BENCH_REAL_QUICK=1):
 #   plain      clang-19 -O2
 #   pgo        clang-19 -O2 -fprofile-use (trained by one run of the same workloads with
 #              -fprofile-generate, merged with llvm-profdata-19)
@@ -20,7 +21,7 @@
 # files the packages' own build scripts compile.  zstd builds with its own CMake.
 # scripts/bench-real/run.py then runs every workload on the four variants, interleaved, for
 # BENCH_ROUNDS rounds, checks that all outputs are identical, and prints one Markdown table
-# (stdout; also saved to build/bench-real/table.md).  Progress goes to stderr.
+# (stdout; also saved to table.md in the output directory).  Progress goes to stderr.
 #
 # Environment:
 #   BENCH_ROUNDS          rounds (default 5; at least 5 unless BENCH_REAL_QUICK=1)
@@ -36,9 +37,10 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 HERE=$REPO/scripts/bench-real
 BIN=$REPO/target/release
 TP=$REPO/build/third-party
-OUT=$REPO/build/bench-real
-JOBS=${BENCH_REAL_JOBS:-2}
 QUICK=${BENCH_REAL_QUICK:-0}
+# Quick runs (the smoke test) keep their own builds and PGO profiles.
+if [ "$QUICK" = 1 ]; then OUT=$REPO/build/bench-real-quick; else OUT=$REPO/build/bench-real; fi
+JOBS=${BENCH_REAL_JOBS:-2}
 ROUNDS=${BENCH_ROUNDS:-5}
 if [ "$QUICK" != 1 ]; then
     [ "$ROUNDS" -ge 5 ] 2>/dev/null || ROUNDS=5
@@ -93,7 +95,7 @@ $crate = "=$ver"
 
 [workspace]
 EOF
-    if ! (cd "$fetch" && { cargo fetch --offline >/dev/null 2>&1 || cargo fetch >"$OUT/logs/fetch-$crate.log" 2>&1; }); then
+    if ! (cd "$fetch" && { cargo fetch --offline >/dev/null 2>&1 || CARGO_NET_RETRY=1 CARGO_HTTP_TIMEOUT=30 cargo fetch >"$OUT/logs/fetch-$crate.log" 2>&1; }); then
         return 1
     fi
     manifest=$(cd "$fetch" && cargo metadata --format-version 1 --offline 2>/dev/null \
@@ -113,7 +115,7 @@ pypi_src() {
     mkdir -p "$TP/pypi"
     tarball=$TP/pypi/$name-$ver.tar.gz
     if [ ! -s "$tarball" ]; then
-        "$pip" download --no-binary :all: --no-deps -d "$TP/pypi" "$name==$ver" >"$OUT/logs/fetch-$name.log" 2>&1 || return 1
+        "$pip" download --timeout 30 --retries 1 --no-binary :all: --no-deps -d "$TP/pypi" "$name==$ver" >"$OUT/logs/fetch-$name.log" 2>&1 || return 1
     fi
     [ -s "$tarball" ] || return 1
     rm -rf "$dest"
