@@ -75,7 +75,8 @@ def run(argv, env):
 
 def dump_stats(path):
     """(compiles that succeeded, compiles attempted, JIT ms summed over compiles, active
-    patches) from an agent dump; None when the agent wrote none."""
+    patches, % of profiling samples dropped) from an agent dump; None when the agent wrote
+    none."""
     try:
         with open(path) as f:
             d = json.load(f)
@@ -85,7 +86,10 @@ def dump_stats(path):
     ok = sum(1 for c in compiles if c.get("ok"))
     ms = sum(float(c.get("ms") or 0.0) for c in compiles)
     patches = sum(1 for p in (d.get("patches") or []) if p.get("active"))
-    return ok, len(compiles), ms, patches
+    dropped = int(d.get("samples_dropped") or 0)
+    taken = sum(int(e.get("samples") or 0) for e in (d.get("edges") or []))
+    dropped_pct = 100.0 * dropped / (dropped + taken) if dropped + taken else 0.0
+    return ok, len(compiles), ms, patches, dropped_pct
 
 
 def train(spec, program, bindir, profdir):
@@ -175,24 +179,26 @@ def bench(spec, outdir, rounds, agent_so):
     print(f"## Real programs (`make bench-real`): medians of {rounds} interleaved rounds")
     print()
     print("| program: workload | plain ms | PGO ms | decorated ms | agent ms | PGO/plain | decorated/plain "
-          "| agent/plain | agent/plain CPU | compiles ok/all | JIT ms | patched | peak RSS MB plain / agent |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| agent/plain | agent/plain CPU | compiles ok/all | JIT ms | patched | samples dropped | peak RSS MB plain / agent |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for program, workload, _ in rows:
         s = stats.get(workload, [])
         comp = f"{statistics.median([x[0] for x in s]):.0f}/{statistics.median([x[1] for x in s]):.0f}" if s else "—"
         jit = f"{statistics.median([x[2] for x in s]):.0f}" if s else "—"
         patched = f"{statistics.median([x[3] for x in s]):.0f}" if s else "—"
+        dropped = f"{statistics.median([x[4] for x in s]):.1f}%" if s else "—"
         rp, ra = med(workload, "plain", 2), med(workload, "agent", 2)
         rss = "—" if rp is None or ra is None else f"{rp / 1024:.1f} / {ra / 1024:.1f}"
         print(f"| {program}: {workload} | {cell(med(workload, 'plain', 0), '{:.0f}')} "
               f"| {cell(med(workload, 'pgo', 0), '{:.0f}')} | {cell(med(workload, 'decorated', 0), '{:.0f}')} "
               f"| {cell(med(workload, 'agent', 0), '{:.0f}')} | {cell(paired(workload, 'pgo'))} "
               f"| {cell(paired(workload, 'decorated'))} | **{cell(paired(workload, 'agent'))}** "
-              f"| {cell(paired(workload, 'agent', 1))} | {comp} | {jit} | {patched} | {rss} |")
+              f"| {cell(paired(workload, 'agent', 1))} | {comp} | {jit} | {patched} | {dropped} | {rss} |")
     print()
     print(f"Wall-clock medians; ratios are medians of per-round ratios to the plain run of the same round; "
           f"\"agent/plain CPU\" compares user+system CPU (the agent's includes its JIT thread). "
-          f"Compiles, JIT ms (sum of the dump's compile times) and patched functions are per run (median). "
+          f"Compiles, JIT ms (sum of the dump's compile times), patched functions and the share of "
+          f"profiling samples the agent dropped are per run (median). "
           f"Agent: {agent_desc}. Load average at start {load_start[0]:.1f}, at end {load_end[0]:.1f} "
           f"({os.cpu_count()} CPUs).")
     print()
