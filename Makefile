@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 REL := target/release
 
-.PHONY: all setup build demo test bench install clean
+.PHONY: all setup build demo test bench bench-real install clean
 
 all: build
 
@@ -24,6 +24,11 @@ test: build
 
 bench: build
 	@bash demo/bench.sh
+
+# Real third-party programs (Lua, libjpeg-turbo, Box2D, zstd) from the package registries,
+# four builds each, interleaved runs: see scripts/bench-real.sh. Not part of `make test`.
+bench-real: build
+	@bash scripts/bench-real.sh
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
