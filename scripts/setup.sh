@@ -2,7 +2,8 @@
 # Installs what drti needs to build on Debian 12, only if it is missing (idempotent).
 # Required: clang-19, llvm-19-dev, libpolly-19-dev, libzstd-dev, zlib1g-dev.
 # Optional: gdb (tests/tests/environment.rs checks backtraces through JIT'd code; that test
-# is reported as ignored without it). Installed when we can (root or sudo), never fatal.
+# is reported as ignored without it); cmake and pip (`make bench-real` builds zstd with
+# CMake and downloads Box2D from PyPI). Installed when we can (root or sudo), never fatal.
 set -euo pipefail
 need=()
 command -v clang-19 >/dev/null 2>&1 || need+=(clang-19)
@@ -13,6 +14,8 @@ command -v llvm-config-19 >/dev/null 2>&1 || need+=(llvm-19-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 want=()
 command -v gdb >/dev/null 2>&1 || want+=(gdb)
+command -v cmake >/dev/null 2>&1 || want+=(cmake)
+python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)
 
 sudo=""
 can_install=1
