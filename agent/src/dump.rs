@@ -163,7 +163,7 @@ pub fn to_json(agent: &Agent) -> Value {
         .iter()
         .map(|c| json!({"function": c.function, "inlined": c.inlined, "ms": c.ms, "code_bytes": c.code_bytes,
                         "ok": c.ok, "error": c.error, "hot_to_patch_ms": c.hot_to_patch_ms,
-                        "phases": {"parse_ms": c.phases.parse_ms, "bind_ms": c.phases.bind_ms, "optimise_ms": c.phases.optimise_ms, "codegen_ms": c.phases.codegen_ms}}))
+                        "phases": {"parse_ms": c.phases.parse_ms, "bind_ms": c.phases.bind_ms, "optimise_ms": c.phases.optimise_ms, "codegen_ms": c.phases.codegen_ms, "cpu_ms": c.phases.cpu_ms}}))
         .collect();
     let patches: Vec<Value> = agent
         .patches

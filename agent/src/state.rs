@@ -65,11 +65,13 @@ pub struct CompilePhases {
     pub optimise_ms: f64,
     /// Machine code generation and linking.
     pub codegen_ms: f64,
+    /// CPU time of the whole compile (the others are wall-clock time).
+    pub cpu_ms: f64,
 }
 
 impl From<&bitcode_embed::jit_abi::JitResult> for CompilePhases {
     fn from(r: &bitcode_embed::jit_abi::JitResult) -> Self {
-        CompilePhases { parse_ms: r.parse_ms, bind_ms: r.bind_ms, optimise_ms: r.optimise_ms, codegen_ms: r.codegen_ms }
+        CompilePhases { parse_ms: r.parse_ms, bind_ms: r.bind_ms, optimise_ms: r.optimise_ms, codegen_ms: r.codegen_ms, cpu_ms: r.cpu_ms }
     }
 }
 

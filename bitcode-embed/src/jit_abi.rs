@@ -124,6 +124,9 @@ pub struct JitResult {
     pub optimise_ms: f64,
     /// Milliseconds generating and linking machine code.
     pub codegen_ms: f64,
+    /// CPU milliseconds of the compiling thread for the whole compile (the phases are
+    /// wall-clock time, which a busy machine stretches).
+    pub cpu_ms: f64,
     /// NUL-terminated reason on failure.
     pub error: [u8; JIT_ERROR_LEN],
 }
@@ -141,6 +144,7 @@ impl Default for JitResult {
             bind_ms: 0.0,
             optimise_ms: 0.0,
             codegen_ms: 0.0,
+            cpu_ms: 0.0,
             error: [0; JIT_ERROR_LEN],
         }
     }

@@ -198,7 +198,7 @@ fn compile_of<'a>(dump: &'a serde_json::Value, function: &str) -> &'a serde_json
         .find(|c| c["ok"] == true && c["function"] == function)
         .unwrap_or_else(|| panic!("{function} was not compiled: {dump:#}"));
     let phases = &c["phases"];
-    for p in ["parse_ms", "bind_ms", "optimise_ms", "codegen_ms"] {
+    for p in ["parse_ms", "bind_ms", "optimise_ms", "codegen_ms", "cpu_ms"] {
         let v = phases[p].as_f64().unwrap_or_else(|| panic!("compile of {function} has no phases.{p}: {c}"));
         assert!(v >= 0.0 && v <= c["ms"].as_f64().unwrap() + 1.0, "{function}: phases.{p} = {v} is not within the compile's {} ms", c["ms"]);
     }
@@ -207,21 +207,35 @@ fn compile_of<'a>(dump: &'a serde_json::Value, function: &str) -> &'a serde_json
 
 fn describe_compile(what: &str, c: &serde_json::Value) -> String {
     let p = &c["phases"];
-    format!("{what}: {} ms (parse {} bind {} optimise {} codegen {}), {} code bytes", c["ms"], p["parse_ms"], p["bind_ms"], p["optimise_ms"], p["codegen_ms"], c["code_bytes"])
+    let f = |k: &str| p[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "{what}: {:.1} ms (parse {:.1}, bind {:.1}, optimise {:.1}, codegen {:.1}; CPU {:.1} ms), {} code bytes",
+        c["ms"].as_f64().unwrap_or(f64::NAN),
+        f("parse_ms"),
+        f("bind_ms"),
+        f("optimise_ms"),
+        f("codegen_ms"),
+        f("cpu_ms"),
+        c["code_bytes"]
+    )
 }
 
 #[test]
 fn a_small_function_in_a_large_module_compiles_correctly_with_phase_timings() {
     let tiny = same_as_plain("jitcost_tiny", "40");
-    let big = same_as_plain("jitcost_big", "60");
+    let big = same_as_plain("jitcost_big", "150");
     let alone = compile_of(&tiny, "small_apply");
     let inside = compile_of(&big, "small_apply");
-    let giant = compile_of(&big, "interp");
     let modules = big["modules"].as_array().unwrap();
     let bytes = modules.iter().find(|m| m["path"].as_str().is_some_and(|p| p.ends_with("jitcost_big"))).map(|m| m["bitcode_bytes"].clone());
     eprintln!("{}", describe_compile("small_apply alone", alone));
     eprintln!("{}", describe_compile(&format!("small_apply in the large module ({:?} bitcode bytes)", bytes), inside));
-    eprintln!("{}", describe_compile("interp (giant) in the large module", giant));
+    // The giant function's compile may still be running at exit on a busy machine (the
+    // program never waits for it): reported when it finished.
+    match big["compiles"].as_array().unwrap().iter().find(|c| c["ok"] == true && c["function"] == "interp") {
+        Some(_) => eprintln!("{}", describe_compile("interp (giant) in the large module", compile_of(&big, "interp"))),
+        None => eprintln!("interp (giant): not compiled before the program ended"),
+    }
     let ratio = inside["ms"].as_f64().unwrap() / alone["ms"].as_f64().unwrap().max(1e-3);
     eprintln!("jit_cost: small function in the large module / alone = {ratio:.2}x (target: at most 2x; not asserted)");
 }

@@ -19,6 +19,7 @@ pub const CAP_BYTES: usize = 256 << 20;
 extern "C" {
     fn drti_materialize(f: LLVMValueRef, err: *mut *mut libc::c_char) -> i32;
     fn drti_materialize_metadata(m: LLVMModuleRef, err: *mut *mut libc::c_char) -> i32;
+    fn drti_is_materializable(f: LLVMValueRef) -> i32;
     fn drti_extract(src: LLVMModuleRef, fns: *const LLVMValueRef, n: u32, err: *mut *mut libc::c_char) -> LLVMModuleRef;
 }
 
@@ -31,6 +32,12 @@ pub fn materialize(f: LLVMValueRef) -> Result<(), String> {
         return Err(format!("loading a function's bitcode: {}", drti_instrument::ir::take_message(err)));
     }
     Ok(())
+}
+
+/// True while `f` (a function of a lazily loaded module) has a body not loaded yet.
+pub fn is_materializable(f: LLVMValueRef) -> bool {
+    // SAFETY: `f` is a live function.
+    unsafe { drti_is_materializable(f) != 0 }
 }
 
 /// A new module in `src`'s context with copies of `fns` (materialised functions of
@@ -139,16 +146,6 @@ impl Cache {
             // declarations), so the module can go.
             unsafe { LLVMDisposeModule(e.module) };
         }
-    }
-
-    /// Number of modules loaded (for tests).
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// True when no module is loaded.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

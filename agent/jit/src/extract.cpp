@@ -30,7 +30,7 @@ char *message(const std::string &s) { return LLVMCreateMessage(s.c_str()); }
 // Local constants whose address nobody can observe: bind.rs keeps them as private
 // copies (so they fold), all other globals are bound to the program's.
 bool kept_as_copy(const GlobalVariable *g) {
-  return g->hasLocalLinkage() && g->isConstant() && g->hasGlobalUnnamedAddr() && g->hasInitializer() && !g->isThreadLocal();
+  return g->hasLocalLinkage() && g->isConstant() && g->hasAtLeastLocalUnnamedAddr() && g->hasInitializer() && !g->isThreadLocal();
 }
 
 // Creates, in the destination module, a declaration for each global the copied code

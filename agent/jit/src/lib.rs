@@ -104,12 +104,14 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         return;
     }
     let mut phases = Phases::default();
+    let cpu_started = thread_cpu_ms();
     let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req, &mut phases))))
         .unwrap_or_else(|p| Err(Failure::Error(format!("panic in the JIT: {}", panic_text(&p)))));
     out.parse_ms = phases.parse;
     out.bind_ms = phases.bind;
     out.optimise_ms = phases.optimise;
     out.codegen_ms = phases.codegen;
+    out.cpu_ms = thread_cpu_ms() - cpu_started;
     match result {
         Ok((code, size, handle)) => {
             out.ok = 1;
@@ -128,6 +130,14 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         }
         Err(Failure::Error(e)) => out.set_error(&e),
     }
+}
+
+/// CPU time of the calling thread, in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
 /// The message of a caught panic.
