@@ -12,6 +12,11 @@ fn main() {
     let flags = String::from_utf8(out.stdout).expect("llvm-config prints UTF-8");
     let mut build = cc::Build::new();
     build.cpp(true).file("src/extract.cpp").warnings(false);
+    // clang++-19 comes with clang-19, which the build needs anyway (scripts/setup.sh);
+    // CXX overrides it.
+    if std::env::var_os("CXX").is_none() && Command::new("clang++-19").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        build.compiler("clang++-19");
+    }
     for f in flags.split_whitespace() {
         build.flag(f);
     }
