@@ -2,13 +2,13 @@
 //! behind guards (F+), for the agent, through the C ABI of `bitcode_embed::jit_abi`.
 //!
 //! Steps of one compile: load F's and the targets' bodies from their modules' clean
-//! bitcode, each module parsed lazily once per process ([`cache`]); check F and every
-//! target can be copied faithfully ([`checks`]); copy each into a small module of its
-//! own and bind it to the running program ([`bind`]); link the targets into F's module; replace each hot
-//! site by a guard chain ([`guard`]); optimise with the O2 pipeline (guards and copies
-//! are always inlined); compile with ORC LLJIT ([`orc`]). Everything the JIT or LLVM
-//! has to say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is
-//! [`perf_map`]'s.
+//! bitcode, each module parsed lazily and once per process ([`cache`]); check F and
+//! every target can be copied faithfully ([`checks`]); copy each into a small module of
+//! its own and bind that to the running program ([`bind`]); link the targets into F's
+//! module; replace each hot site by a guard chain ([`guard`]); optimise with the O2
+//! pipeline (guards and copies are always inlined); compile with ORC LLJIT ([`orc`]).
+//! The time of each phase goes back in the result. Everything the JIT or LLVM has to
+//! say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is [`perf_map`]'s.
 
 pub mod bind;
 pub mod cache;
