@@ -33,6 +33,16 @@ bool kept_as_copy(const GlobalVariable *g) {
   return g->hasLocalLinkage() && g->isConstant() && g->hasAtLeastLocalUnnamedAddr() && g->hasInitializer() && !g->isThreadLocal();
 }
 
+// The linkage of a declaration standing for `g`: a local one stays local (bind.rs
+// requires an address for it), an absent weak one stays extern_weak (bind.rs makes it
+// null when the program has none), anything else is a plain external declaration
+// (linkonce, weak or common linkage is only valid on a definition).
+GlobalValue::LinkageTypes declaration_linkage(const GlobalValue *g) {
+  if (g->hasLocalLinkage() || g->hasExternalWeakLinkage())
+    return g->getLinkage();
+  return GlobalValue::ExternalLinkage;
+}
+
 // Creates, in the destination module, a declaration for each global the copied code
 // refers to, with the source's name, linkage, calling convention and attributes, so
 // that bind.rs sees what it would have seen in the whole module.
@@ -47,10 +57,11 @@ public:
     if (auto *f = dyn_cast<Function>(g))
       return declare_function(f->getFunctionType(), f, f->getCallingConv(), f->getAttributes());
     if (auto *var = dyn_cast<GlobalVariable>(g)) {
-      auto *d = new GlobalVariable(dst_, var->getValueType(), var->isConstant(), var->getLinkage(), nullptr, var->getName(), nullptr,
-                                   var->getThreadLocalMode(), var->getAddressSpace());
+      bool copy = kept_as_copy(var);
+      auto *d = new GlobalVariable(dst_, var->getValueType(), var->isConstant(), copy ? var->getLinkage() : declaration_linkage(var), nullptr,
+                                   var->getName(), nullptr, var->getThreadLocalMode(), var->getAddressSpace());
       d->copyAttributesFrom(var);
-      if (kept_as_copy(var))
+      if (copy)
         initializers_.push_back({d, var});
       return d;
     }
@@ -60,7 +71,7 @@ public:
         auto *target = dyn_cast_or_null<Function>(a->getAliaseeObject());
         return declare_function(fty, a, target ? target->getCallingConv() : CallingConv::C, AttributeList());
       }
-      auto *d = new GlobalVariable(dst_, a->getValueType(), false, a->getLinkage(), nullptr, a->getName(), nullptr,
+      auto *d = new GlobalVariable(dst_, a->getValueType(), false, declaration_linkage(a), nullptr, a->getName(), nullptr,
                                    a->getThreadLocalMode(), a->getAddressSpace());
       copy_value_flags(d, a);
       return d;
@@ -92,7 +103,7 @@ private:
   }
 
   Function *declare_function(FunctionType *fty, GlobalValue *src, CallingConv::ID cc, AttributeList attrs) {
-    auto *d = Function::Create(fty, src->getLinkage(), src->getAddressSpace(), src->getName(), &dst_);
+    auto *d = Function::Create(fty, declaration_linkage(src), src->getAddressSpace(), src->getName(), &dst_);
     d->setCallingConv(cc);
     d->setAttributes(attrs);
     copy_value_flags(d, src);

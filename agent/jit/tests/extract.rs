@@ -21,7 +21,11 @@ define internal i64 @helper(i64 %x) {
   %r = add i64 %x, 1
   ret i64 %r
 }
+define linkonce_odr i64 @inl(i64 %x) {
+  ret i64 %x
+}
 define i64 @apply(ptr %f, i64 %x) {
+  %i = call i64 @inl(i64 0)
   %n = call i64 @strlen(ptr @.str)
   %h = call i64 @helper(i64 %n)
   %t = load ptr, ptr @table
@@ -92,10 +96,18 @@ fn a_module_is_loaded_once_and_only_the_copied_bodies_are_materialised() {
     got.sort();
     // The copy, declarations of what it refers to, and the string literal it reads (kept
     // as a copy so it folds); nothing of the 300 unrelated functions and globals.
-    let want = [("apply", true), ("counter", false), ("helper", false), ("strlen", false), ("table", false), (".str", true)];
+    let want = [("apply", true), ("counter", false), ("helper", false), ("inl", false), ("strlen", false), ("table", false), (".str", true)];
     let mut want: Vec<(String, bool)> = want.iter().map(|(n, b)| (n.to_string(), *b)).collect();
     want.sort();
     assert_eq!(got, want);
+    // A declaration keeps a local linkage (bind requires an address for it); linkonce,
+    // valid only on a definition, becomes external.
+    use llvm_sys::LLVMLinkage::*;
+    // SAFETY: reading the linkage of live functions.
+    unsafe {
+        assert_eq!(LLVMGetLinkage(function(copy, "helper")), LLVMInternalLinkage);
+        assert_eq!(LLVMGetLinkage(function(copy, "inl")), LLVMExternalLinkage);
+    }
     // SAFETY: the extracted module is ours.
     unsafe { LLVMDisposeModule(copy) };
 }
@@ -106,11 +118,14 @@ fn a_function_in_a_large_module_compiles_and_runs() {
     extern "C" fn plus_two(x: i64) -> i64 {
         x + 2
     }
+    extern "C" fn ident(x: i64) -> i64 {
+        x
+    }
     let bc = common::bitcode(&module_text(2000));
     let helper = plus_two as *const () as usize as u64;
     let counter = Box::leak(Box::new(0i64)) as *mut i64 as u64;
     let table = Box::leak(Box::new([0u64; 2])).as_ptr() as u64;
-    let symbols = [("apply", 0x1000), ("helper", helper), ("counter", counter), ("table", table)];
+    let symbols = [("apply", 0x1000), ("helper", helper), ("counter", counter), ("table", table), ("inl", ident as *const () as usize as u64)];
     let mut misses = 0u64;
     let res = common::compile(&bc, &symbols, "apply", &[("helper", helper, std::ptr::null())], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
