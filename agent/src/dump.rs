@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::state::Agent;
-use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DUMP_VERSION};
+use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DumpPhases, DUMP_VERSION};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -179,7 +179,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
             error: c.error.clone(),
             hot_to_patch_ms: c.hot_to_patch_ms,
             seen_to_patch_ms: c.seen_to_patch_ms,
-            phases: None, // the JIT does not report its phase times yet
+            phases: Some(DumpPhases { parse_ms: c.phases.parse_ms, bind_ms: c.phases.bind_ms, optimise_ms: c.phases.optimise_ms, codegen_ms: c.phases.codegen_ms, cpu_ms: c.phases.cpu_ms }),
         })
         .collect();
     let patches: Vec<DumpPatch> = agent

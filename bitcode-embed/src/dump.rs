@@ -143,6 +143,8 @@ pub struct DumpPhases {
     pub optimise_ms: f64,
     /// Machine code generation and linking.
     pub codegen_ms: f64,
+    /// CPU time of the whole compile (the phases above are wall-clock time).
+    pub cpu_ms: f64,
 }
 
 /// One redirect of a function to its compiled F+.
@@ -278,7 +280,7 @@ mod tests {
                     error: None,
                     hot_to_patch_ms: Some(14.0),
                     seen_to_patch_ms: Some(20.0),
-                    phases: Some(DumpPhases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 6.0, codegen_ms: 3.75 }),
+                    phases: Some(DumpPhases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 6.0, codegen_ms: 3.75, cpu_ms: 9.5 }),
                 },
                 DumpCompile { function: "run".into(), ok: false, error: Some("setjmp".into()), ..Default::default() },
             ],
@@ -312,7 +314,7 @@ mod tests {
         let d = Dump::from_json(text).unwrap();
         assert_eq!((d.pid, d.threshold, d.sample_period, d.jit_load_ms), (1234, 10000, 0, None));
         assert_eq!(d.edge("apply", "twice").map(|e| (e.calls, e.state.as_str(), e.caller_module.as_str())), Some((120_000, "inlined", "")));
-        assert_eq!(d.compiles[0].phases, Some(DumpPhases { parse_ms: 1.0, bind_ms: 0.0, optimise_ms: 0.0, codegen_ms: 2.0 }));
+        assert_eq!(d.compiles[0].phases, Some(DumpPhases { parse_ms: 1.0, bind_ms: 0.0, optimise_ms: 0.0, codegen_ms: 2.0, cpu_ms: 0.0 }));
         assert_eq!(d.compiles[0].hot_to_patch_ms, None);
         assert_eq!(d.patches[0].slot, "");
         assert!(!d.modules[0].loaded);

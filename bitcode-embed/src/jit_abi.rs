@@ -7,7 +7,7 @@
 //! the duration of the call only; the JIT copies what it keeps.
 
 /// Bumped on any change to the types or functions below.
-pub const JIT_ABI_VERSION: u32 = 3;
+pub const JIT_ABI_VERSION: u32 = 4;
 
 /// One name → run-time address binding of a module's address table.
 #[repr(C)]
@@ -115,13 +115,38 @@ pub struct JitResult {
     pub code_size: u64,
     /// Handle for `drti_jit_release`.
     pub handle: u64,
+    /// Milliseconds loading bitcode: modules not loaded yet, bodies not materialised yet.
+    pub parse_ms: f64,
+    /// Milliseconds copying F and the targets out of their modules, binding them to the
+    /// program, linking and guarding.
+    pub bind_ms: f64,
+    /// Milliseconds in the LLVM optimisation pipeline.
+    pub optimise_ms: f64,
+    /// Milliseconds generating and linking machine code.
+    pub codegen_ms: f64,
+    /// CPU milliseconds of the compiling thread for the whole compile (the phases are
+    /// wall-clock time, which a busy machine stretches).
+    pub cpu_ms: f64,
     /// NUL-terminated reason on failure.
     pub error: [u8; JIT_ERROR_LEN],
 }
 
 impl Default for JitResult {
     fn default() -> Self {
-        JitResult { ok: 0, rejected: 0, rejected_target: -1, code: 0, code_size: 0, handle: 0, error: [0; JIT_ERROR_LEN] }
+        JitResult {
+            ok: 0,
+            rejected: 0,
+            rejected_target: -1,
+            code: 0,
+            code_size: 0,
+            handle: 0,
+            parse_ms: 0.0,
+            bind_ms: 0.0,
+            optimise_ms: 0.0,
+            codegen_ms: 0.0,
+            cpu_ms: 0.0,
+            error: [0; JIT_ERROR_LEN],
+        }
     }
 }
 

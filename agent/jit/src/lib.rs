@@ -1,15 +1,17 @@
 //! libdrti_jit.so: recompiles a function F with its hot indirect-call targets inlined
 //! behind guards (F+), for the agent, through the C ABI of `bitcode_embed::jit_abi`.
 //!
-//! Steps of one compile: parse F's clean bitcode; check F and every target can be copied
-//! faithfully ([`checks`]); bind each module to the running program, keeping only F and
-//! the targets' bodies ([`bind`]); link the targets into F's module; replace each hot
-//! site by a guard chain ([`guard`]); optimise with the O2 pipeline (guards and copies
-//! are always inlined); compile with ORC LLJIT ([`orc`]). Everything the JIT or LLVM
-//! has to say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is
-//! [`perf_map`]'s.
+//! Steps of one compile: load F's and the targets' bodies from their modules' clean
+//! bitcode, each module parsed lazily and once per process ([`cache`]); check F and
+//! every target can be copied faithfully ([`checks`]); copy each into a small module of
+//! its own and bind that to the running program ([`bind`]); link the targets into F's
+//! module; replace each hot site by a guard chain ([`guard`]); optimise with the O2
+//! pipeline (guards and copies are always inlined); compile with ORC LLJIT ([`orc`]).
+//! The time of each phase goes back in the result. Everything the JIT or LLVM has to
+//! say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is [`perf_map`]'s.
 
 pub mod bind;
+pub mod cache;
 pub mod checks;
 pub mod guard;
 pub mod orc;
@@ -25,6 +27,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 static SESSION: Mutex<Option<orc::Session>> = Mutex::new(None);
+/// The loaded modules and their context (created by the first compile).
+static CACHE: Mutex<Option<cache::Cache>> = Mutex::new(None);
 static TRACKERS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(1);
 static PERF_MAP: AtomicBool = AtomicBool::new(false);
@@ -99,8 +103,15 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         out.set_error("the JIT is off after an LLVM fatal error");
         return;
     }
-    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req))))
+    let mut phases = Phases::default();
+    let cpu_started = thread_cpu_ms();
+    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req, &mut phases))))
         .unwrap_or_else(|p| Err(Failure::Error(format!("panic in the JIT: {}", panic_text(&p)))));
+    out.parse_ms = phases.parse;
+    out.bind_ms = phases.bind;
+    out.optimise_ms = phases.optimise;
+    out.codegen_ms = phases.codegen;
+    out.cpu_ms = thread_cpu_ms() - cpu_started;
     match result {
         Ok((code, size, handle)) => {
             out.ok = 1;
@@ -119,6 +130,14 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
         }
         Err(Failure::Error(e)) => out.set_error(&e),
     }
+}
+
+/// CPU time of the calling thread, in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `t` is a valid timespec to write.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
 /// The message of a caught panic.
@@ -212,16 +231,6 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
     }
 }
 
-/// Owns a thread-safe context until it is handed to ORC with a module.
-struct Tsc(llvm_sys::orc2::LLVMOrcThreadSafeContextRef);
-
-impl Drop for Tsc {
-    fn drop(&mut self) {
-        // SAFETY: disposing our reference; ORC keeps its own while it holds modules.
-        unsafe { llvm_sys::orc2::LLVMOrcDisposeThreadSafeContext(self.0) }
-    }
-}
-
 /// A module being built; disposed unless handed over.
 struct Owned(LLVMModuleRef);
 
@@ -234,20 +243,6 @@ impl Drop for Owned {
     }
 }
 
-fn parse(ctx: LLVMContextRef, bc: &[u8]) -> Result<Owned, String> {
-    // SAFETY: LLVM copies the bytes; the buffer is disposed after parsing.
-    unsafe {
-        let buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(bc.as_ptr().cast(), bc.len(), c"drti".as_ptr());
-        let mut m = std::ptr::null_mut();
-        let failed = llvm_sys::bit_reader::LLVMParseBitcodeInContext2(ctx, buf, &mut m);
-        LLVMDisposeMemoryBuffer(buf);
-        if failed != 0 || m.is_null() {
-            return Err("embedded bitcode does not parse".into());
-        }
-        Ok(Owned(m))
-    }
-}
-
 fn named_function(m: LLVMModuleRef, name: &str) -> Option<LLVMValueRef> {
     let c = std::ffi::CString::new(name).ok()?;
     // SAFETY: `m` is live.
@@ -255,26 +250,54 @@ fn named_function(m: LLVMModuleRef, name: &str) -> Option<LLVMValueRef> {
     (!f.is_null()).then_some(f)
 }
 
-fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
+/// Milliseconds spent in each phase of one compile.
+#[derive(Default)]
+struct Phases {
+    parse: f64,
+    bind: f64,
+    optimise: f64,
+    codegen: f64,
+}
+
+/// Runs `f`, adding its milliseconds to `slot`.
+fn timed<T>(slot: &mut f64, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let r = f();
+    *slot += t.elapsed().as_secs_f64() * 1e3;
+    r
+}
+
+/// Function `name` of a loaded module, with its body loaded: the time loading goes to
+/// `parse`.
+fn body_of(cache: &mut cache::Cache, bitcode: &[u8], name: &str, parse: &mut f64) -> Result<Option<LLVMValueRef>, String> {
+    let m = timed(parse, || cache.module(bitcode))?;
+    let Some(f) = named_function(m, name) else { return Ok(None) };
+    if !ir::is_declaration(f) {
+        timed(parse, || cache::materialize(f))?;
+    }
+    Ok(Some(f))
+}
+
+fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Failure> {
     let plan = read_request(req)?;
     if plan.inject_failure {
         return Err(Failure::Error(format!("injected failure for {} (DRTI_TEST_JIT_FAIL)", plan.function)));
     }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let plus = format!("drti.plus.{n}.{}", plan.function);
-    // SAFETY: creating a fresh thread-safe context.
-    let tsc = Tsc(unsafe { llvm_sys::orc2::LLVMOrcCreateNewThreadSafeContext() });
-    // SAFETY: the context lives as long as `tsc`.
-    let ctx = unsafe { llvm_sys::orc2::LLVMOrcThreadSafeContextGetContext(tsc.0) };
-    report::attach(ctx);
+    let mut cache_guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache_guard.get_or_insert_with(cache::Cache::new);
+    cache.begin();
     report::clear_errors();
 
-    let mut main = parse(ctx, &plan.modules[plan.function_module].0)?;
-    let f = named_function(main.0, &plan.function).ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
+    let f = body_of(cache, &plan.modules[plan.function_module].0, &plan.function, &mut phases.parse)?
+        .ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
     checks::check(f).map_err(Failure::Rejected)?;
+    let src = ir_module(f);
+    let mut main = Owned(timed(&mut phases.bind, || cache::extract(src, &[f])).map_err(Failure::Rejected)?);
 
-    // One copy per target, each from its own parse of its module, so a target that
-    // cannot be copied is named and the agent can compile without it.
+    // One copy per target, each in a module of its own, so a target that cannot be
+    // copied is named and the agent can compile without it.
     let mut bodies: HashMap<(usize, String), String> = HashMap::new();
     let mut providers = Vec::new();
     for (k, (_, mi, tname, _)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
@@ -283,21 +306,23 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
         }
         let body = format!("drti.inl.{n}.{k}");
         let reject = |why: String| Failure::RejectedTarget(k, format!("target {tname}: {why}"));
-        let tm = parse(ctx, &plan.modules[*mi].0)?;
-        let tf = named_function(tm.0, tname).ok_or_else(|| reject("not in its module's bitcode".into()))?;
+        let tf = body_of(cache, &plan.modules[*mi].0, tname, &mut phases.parse)?.ok_or_else(|| reject("not in its module's bitcode".into()))?;
         if ir::is_declaration(tf) {
             return Err(reject("no body in its module".into()));
         }
         checks::check(tf).map_err(&reject)?;
+        let tm = Owned(timed(&mut phases.bind, || cache::extract(ir_module(tf), &[tf])).map_err(&reject)?);
         let keep: HashMap<String, String> = [(tname.clone(), body.clone())].into();
-        bind::bind(tm.0, &keep, &plan.modules[*mi].1).map_err(&reject)?;
+        timed(&mut phases.bind, || bind::bind(tm.0, &keep, &plan.modules[*mi].1)).map_err(&reject)?;
         bodies.insert((*mi, tname.clone()), body);
         providers.push(tm);
     }
+    let bind_started = std::time::Instant::now();
     let keep_f: HashMap<String, String> = [(plan.function.clone(), plus.clone())].into();
     bind::bind(main.0, &keep_f, &plan.modules[plan.function_module].1).map_err(Failure::Rejected)?;
     for mut tm in providers {
-        // SAFETY: both modules live in `ctx`; LinkModules2 consumes the source.
+        // SAFETY: both modules live in the cache's context; LinkModules2 consumes the
+        // source.
         let failed = unsafe { llvm_sys::linker::LLVMLinkModules2(main.0, tm.0) };
         tm.0 = std::ptr::null_mut();
         if failed != 0 {
@@ -322,13 +347,16 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
         guard::guard_site(main.0, call, &guarded, *misses, i);
     }
     drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
+    phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;
     let pipeline = if plan.opt_level >= 3 { "default<O3>" } else { "default<O2>" };
-    drti_instrument::decorate::run_passes(main.0, pipeline).map_err(|e| format!("optimising: {e}"))?;
+    timed(&mut phases.optimise, || drti_instrument::decorate::run_passes(main.0, pipeline)).map_err(|e| format!("optimising: {e}"))?;
 
+    let codegen_started = std::time::Instant::now();
     let session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     let session = session.as_ref().ok_or("JIT not initialised")?;
     let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
-    let (addr, rt) = session.add_and_lookup(tsc.0, module, &plus)?;
+    let (addr, rt) = session.add_and_lookup(cache.tsc(), module, &plus)?;
+    phases.codegen = codegen_started.elapsed().as_secs_f64() * 1e3;
     if let Some(errors) = report::take_errors() {
         // LLVM reported an error but went on (e.g. bad inline assembly is left out of
         // the object): the code may not do what F does.
@@ -342,4 +370,10 @@ fn compile(req: &JitRequest) -> Result<(u64, u64, u64), Failure> {
         perf_map::append(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
     }
     Ok((addr, size, n))
+}
+
+/// The module holding global `g`.
+fn ir_module(g: LLVMValueRef) -> LLVMModuleRef {
+    // SAFETY: `g` is a live global value.
+    unsafe { LLVMGetGlobalParent(g) }
 }
