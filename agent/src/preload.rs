@@ -137,7 +137,11 @@ const EXIT_LOCK_DEADLINE: Duration = Duration::from_secs(2);
 /// process, so the agent thread never again patches or records anything. A compile in
 /// progress is not waited for (its result is dropped).
 pub extern "C" fn at_exit() {
-    if !enabled() || EXITING.swap(true, Ordering::AcqRel) {
+    if !enabled() || exiting() {
+        return;
+    }
+    wait_for_quiet_agent_in_tests();
+    if EXITING.swap(true, Ordering::AcqRel) {
         return;
     }
     dump::exit_started();
@@ -169,6 +173,29 @@ pub extern "C" fn at_exit() {
         }
     }
     std::mem::forget(agent);
+}
+
+/// `DRTI_TEST_EXIT_WAIT_MS=N` (tests only): exit waits up to N ms until the agent thread
+/// has nothing left to do, so tests that check what got compiled do not race the
+/// program's exit. Without it, exit never waits for compiles.
+fn wait_for_quiet_agent_in_tests() {
+    let Some(ms) = std::env::var("DRTI_TEST_EXIT_WAIT_MS").ok().and_then(|v| v.parse::<u64>().ok()).filter(|&ms| ms > 0) else { return };
+    // Only a process whose agent thread runs (not a fork child) has anything to wait for.
+    if !lifecycle::AGENT_STARTED.load(Ordering::SeqCst) {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_millis(ms);
+    while Instant::now() < deadline {
+        // Settled twice in a row, 10 ms apart: nothing was between two steps.
+        let settled = || state::try_lock().is_some_and(|a| worker::quiet(&a));
+        if settled() {
+            std::thread::sleep(Duration::from_millis(10));
+            if settled() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 extern "C" fn fork_child() {

@@ -113,6 +113,11 @@ pub fn queue() -> &'static ArrayQueue<Sample> {
     QUEUE.get_or_init(|| ArrayQueue::new(QUEUE_CAPACITY))
 }
 
+/// Samples waiting in the queue.
+pub fn queued() -> usize {
+    QUEUE.get().map_or(0, ArrayQueue::len)
+}
+
 /// The next queued sample, if the queue exists and holds one.
 pub fn pop() -> Option<Sample> {
     let s = QUEUE.get().and_then(ArrayQueue::pop);

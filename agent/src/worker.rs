@@ -38,6 +38,19 @@ const MIN_SHARE: u64 = 20;
 const MISS_CHECK: Duration = Duration::from_millis(100);
 
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// A compile is running (set around the unlocked part of a compile).
+static IN_FLIGHT: AtomicBool = AtomicBool::new(false);
+
+/// Whether the agent thread is in the middle of a compile.
+pub fn compile_in_flight() -> bool {
+    IN_FLIGHT.load(Ordering::SeqCst)
+}
+
+/// Whether nothing the agent would do now is left: no compile running or waiting (other
+/// than those the policy deferred), no sample unread. For `DRTI_TEST_EXIT_WAIT_MS`.
+pub fn quiet(agent: &Agent) -> bool {
+    !compile_in_flight() && profile::queued() == 0 && agent.replan.is_empty() && agent.pending.iter().all(|f| agent.deferred.contains_key(f))
+}
 
 /// `DRTI_TEST_JIT_DELAY_MS` (tests only): every compile takes at least this long, to show
 /// that nothing in the application waits for compiles.
@@ -80,6 +93,7 @@ fn spawn() {
 /// In a fork child: the agent thread did not survive.
 pub fn forget_after_fork() {
     STARTED.store(false, Ordering::Release);
+    IN_FLIGHT.store(false, Ordering::SeqCst);
 }
 
 fn run() {
@@ -158,6 +172,7 @@ fn run() {
             idle = false;
         }
         if let Some(job) = job {
+            IN_FLIGHT.store(true, Ordering::SeqCst);
             let cpu = thread_cpu_ms();
             let res = job.run();
             let cpu_ms = thread_cpu_ms() - cpu;
@@ -168,6 +183,7 @@ fn run() {
             if let Some(mut agent) = state::lock() {
                 apply(&mut agent, job, res);
             }
+            IN_FLIGHT.store(false, Ordering::SeqCst);
             idle = false;
         }
         if last_release.elapsed() >= MISS_CHECK {

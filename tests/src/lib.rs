@@ -64,10 +64,19 @@ pub fn program(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str,
     cmd.args(args).current_dir(dir);
     clean_env(&mut cmd);
     if let Some(env) = agent_env {
-        cmd.env("LD_PRELOAD", agent());
-        cmd.envs(env.iter().copied());
+        with_agent(&mut cmd, env);
     }
     cmd
+}
+
+/// Preloads the agent with `env`. Unless `env` says otherwise, exit waits (up to 20 s)
+/// until the agent has nothing left to do (`DRTI_TEST_EXIT_WAIT_MS`), so what a test
+/// reads in the dump does not depend on how busy the machine was; pass
+/// `("DRTI_TEST_EXIT_WAIT_MS", "0")` to test exit itself.
+pub fn with_agent(cmd: &mut Command, env: &[(&str, &str)]) {
+    cmd.env("LD_PRELOAD", agent());
+    cmd.env("DRTI_TEST_EXIT_WAIT_MS", "20000");
+    cmd.envs(env.iter().copied());
 }
 
 /// Runs `prog args` in `dir` with extra environment; the agent is preloaded when `agent`.

@@ -51,7 +51,7 @@ fn dlopen_fork_and_exit_do_not_wait_for_compiles() {
     let (plain, _) = timed(command("ns_block", &[lib], None), Duration::from_secs(30));
     assert!(plain.status.success(), "plain: {}", text(&plain.stderr));
     let delay = 5000u64;
-    let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_TEST_JIT_DELAY_MS", "5000")];
+    let env = [("DRTI_HOT_THRESHOLD", "1"), ("DRTI_TEST_JIT_DELAY_MS", "5000"), ("DRTI_TEST_EXIT_WAIT_MS", "0")];
     let (out, took) = timed(command("ns_block", &[lib], Some(&env)), Duration::from_secs(120));
     assert!(out.status.success(), "agent: {:?} {}", out.status, text(&out.stderr));
     assert_eq!(text(&out.stdout), text(&plain.stdout));

@@ -33,9 +33,10 @@ fn command(prog: &Path, dir: &Path, env: &[(&str, &str)], agent: bool) -> Comman
     cmd.current_dir(dir);
     clean_env(&mut cmd);
     if agent {
-        cmd.env("LD_PRELOAD", drti_tests::agent());
+        with_agent(&mut cmd, env);
+    } else {
+        cmd.envs(env.iter().copied());
     }
-    cmd.envs(env.iter().copied());
     cmd
 }
 

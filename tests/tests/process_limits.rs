@@ -67,8 +67,7 @@ fn run_limited(dir: &Path, prog: &str, args: &[&str], limit: Option<(&str, u64)>
     cmd.arg("-c").arg(script).arg("sh").arg(dir.join(prog)).args(args).current_dir(dir);
     clean_env(&mut cmd);
     if let Some(env) = agent_env {
-        cmd.env("LD_PRELOAD", agent());
-        cmd.envs(env.iter().copied());
+        with_agent(&mut cmd, env);
     }
     cmd.output().expect("run sh")
 }
