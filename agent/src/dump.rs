@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::state::Agent;
-use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DumpPhases, DUMP_VERSION};
+use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DUMP_VERSION};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -167,21 +167,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
         })
         .collect();
     edges.sort_by_key(|e| std::cmp::Reverse(e.calls));
-    let compiles: Vec<DumpCompile> = agent
-        .compiles
-        .iter()
-        .map(|c| DumpCompile {
-            function: c.function.clone(),
-            inlined: c.inlined.clone(),
-            ms: c.ms,
-            code_bytes: c.code_bytes,
-            ok: c.ok,
-            error: c.error.clone(),
-            hot_to_patch_ms: c.hot_to_patch_ms,
-            seen_to_patch_ms: c.seen_to_patch_ms,
-            phases: Some(DumpPhases { parse_ms: c.phases.parse_ms, bind_ms: c.phases.bind_ms, optimise_ms: c.phases.optimise_ms, codegen_ms: c.phases.codegen_ms, cpu_ms: c.phases.cpu_ms }),
-        })
-        .collect();
+    let compiles: Vec<DumpCompile> = agent.compiles.clone();
     let patches: Vec<DumpPatch> = agent
         .patches
         .iter()

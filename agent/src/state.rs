@@ -33,50 +33,8 @@ pub struct ModuleEntry {
     pub site_info: Vec<(u32, u32)>,
 }
 
-/// A finished compile, for the dump.
-#[derive(Clone, Debug)]
-pub struct CompileRecord {
-    /// Function compiled (F).
-    pub function: String,
-    /// Callees inlined.
-    pub inlined: Vec<String>,
-    /// Milliseconds from request to code.
-    pub ms: f64,
-    /// Machine code size.
-    pub code_bytes: u64,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// Why not.
-    pub error: Option<String>,
-    /// Milliseconds from the edge turning hot to the patch being live.
-    pub hot_to_patch_ms: Option<f64>,
-    /// Milliseconds from the first sample of the earliest inlined edge to the patch
-    /// being live (includes the time the edge took to gather evidence).
-    pub seen_to_patch_ms: Option<f64>,
-    /// Where the compile's time went, as the JIT measured it.
-    pub phases: CompilePhases,
-}
-
-/// Milliseconds of each phase of one compile (see `bitcode_embed::jit_abi::JitResult`).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct CompilePhases {
-    /// Loading bitcode (modules and bodies not loaded before).
-    pub parse_ms: f64,
-    /// Copying F and the targets out, binding, linking, guarding.
-    pub bind_ms: f64,
-    /// The LLVM optimisation pipeline.
-    pub optimise_ms: f64,
-    /// Machine code generation and linking.
-    pub codegen_ms: f64,
-    /// CPU time of the whole compile (the others are wall-clock time).
-    pub cpu_ms: f64,
-}
-
-impl From<&bitcode_embed::jit_abi::JitResult> for CompilePhases {
-    fn from(r: &bitcode_embed::jit_abi::JitResult) -> Self {
-        CompilePhases { parse_ms: r.parse_ms, bind_ms: r.bind_ms, optimise_ms: r.optimise_ms, codegen_ms: r.codegen_ms, cpu_ms: r.cpu_ms }
-    }
-}
+/// A finished compile, kept as the dump records it (one type for both).
+pub type CompileRecord = bitcode_embed::dump::DumpCompile;
 
 /// A patch, for the dump and for reverting.
 pub struct PatchEntry {

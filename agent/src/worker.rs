@@ -706,7 +706,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         let key = plans.iter().flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).nth(res.rejected_target as usize);
         if let Some(key) = key {
             tracing::info!(function = %name, "edge rejected: {err}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: (&res).into() });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
             agent.edges.set_state(key, EdgeState::Rejected, Some(err));
             agent.functions.entry(f).or_default().0 = FnStatus::Queued;
             agent.pending.push(f);
@@ -715,7 +715,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     }
     if res.ok == 0 {
         let err = res.error_text();
-        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: (&res).into() });
+        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
         for p in plans {
             for &(k, _) in &p.edges {
                 agent.edges.set_state(k, EdgeState::Rejected, Some(err.clone()));
@@ -784,7 +784,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
                     agent.replan.push(g);
                 }
             }
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: (&res).into() });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: Some((&res).into()) });
             for p in plans {
                 for &(k, included) in &p.edges {
                     if included {
@@ -800,7 +800,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         Err(e) => {
             job.discard(&res);
             let err = format!("patch failed: {e}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: (&res).into() });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
             give_up(agent, f, &name, &err, false);
         }
     }

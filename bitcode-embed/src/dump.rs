@@ -147,6 +147,12 @@ pub struct DumpPhases {
     pub cpu_ms: f64,
 }
 
+impl From<&crate::jit_abi::JitResult> for DumpPhases {
+    fn from(r: &crate::jit_abi::JitResult) -> Self {
+        DumpPhases { parse_ms: r.parse_ms, bind_ms: r.bind_ms, optimise_ms: r.optimise_ms, codegen_ms: r.codegen_ms, cpu_ms: r.cpu_ms }
+    }
+}
+
 /// One redirect of a function to its compiled F+.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DumpPatch {

@@ -78,7 +78,7 @@ fn specialised_inner_code_stays_reachable_from_the_outer_loop() {
         assert!(v.patches.iter().any(|p| p.function == sum && p.active), "{v:#}");
         // Whatever run() became, its live code does not carry sum()'s original body.
         let run = "_Z3runRK9Containeri";
-        let last_run = v.compiles.iter().filter(|c| c.function == run && c.ok).last();
+        let last_run = v.compiles.iter().rfind(|c| c.function == run && c.ok);
         if let (Some(c), true) = (last_run, v.patches.iter().any(|p| p.function == run && p.active)) {
             assert!(!c.inlined.iter().any(|t| t == sum), "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
         }

@@ -26,7 +26,7 @@ fn progs() -> &'static PathBuf {
     })
 }
 
-fn run_limited(dir: &PathBuf, prog: &str, args: &[&str], env: Option<&[(&str, &str)]>) -> String {
+fn run_limited(dir: &std::path::Path, prog: &str, args: &[&str], env: Option<&[(&str, &str)]>) -> String {
     let out = output_within(program(dir, prog, args, env), Duration::from_secs(120));
     stdout_ok(&out, prog)
 }

@@ -24,7 +24,10 @@ extern "C" {
 }
 
 /// Loads the body of `f` (a function of a lazily loaded module) if it is not loaded yet.
-pub fn materialize(f: LLVMValueRef) -> Result<(), String> {
+///
+/// # Safety
+/// `f` must be a live function of a module of this cache.
+pub unsafe fn materialize(f: LLVMValueRef) -> Result<(), String> {
     let mut err = std::ptr::null_mut();
     // SAFETY: `f` is a live function of a module of this cache; `err` receives a message
     // we own on failure.
@@ -35,7 +38,10 @@ pub fn materialize(f: LLVMValueRef) -> Result<(), String> {
 }
 
 /// True while `f` (a function of a lazily loaded module) has a body not loaded yet.
-pub fn is_materializable(f: LLVMValueRef) -> bool {
+///
+/// # Safety
+/// `f` must be a live function.
+pub unsafe fn is_materializable(f: LLVMValueRef) -> bool {
     // SAFETY: `f` is a live function.
     unsafe { drti_is_materializable(f) != 0 }
 }
@@ -43,7 +49,10 @@ pub fn is_materializable(f: LLVMValueRef) -> bool {
 /// A new module in `src`'s context with copies of `fns` (materialised functions of
 /// `src`) under their own names, declarations of every global they refer to, and
 /// private copies of the local unnamed constants they read. The caller owns it.
-pub fn extract(src: LLVMModuleRef, fns: &[LLVMValueRef]) -> Result<LLVMModuleRef, String> {
+///
+/// # Safety
+/// `src` must be a live module and `fns` live, materialised functions of it.
+pub unsafe fn extract(src: LLVMModuleRef, fns: &[LLVMValueRef]) -> Result<LLVMModuleRef, String> {
     let mut err = std::ptr::null_mut();
     // SAFETY: `src` is a live module holding `fns`; the new module is returned to the
     // caller, or null with a message we own.

@@ -273,7 +273,8 @@ fn body_of(cache: &mut cache::Cache, bitcode: &[u8], name: &str, parse: &mut f64
     let m = timed(parse, || cache.module(bitcode))?;
     let Some(f) = named_function(m, name) else { return Ok(None) };
     if !ir::is_declaration(f) {
-        timed(parse, || cache::materialize(f))?;
+        // SAFETY: `f` is a live function of a module of the cache.
+        timed(parse, || unsafe { cache::materialize(f) })?;
     }
     Ok(Some(f))
 }
@@ -294,7 +295,8 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
         .ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
     checks::check(f).map_err(Failure::Rejected)?;
     let src = ir_module(f);
-    let mut main = Owned(timed(&mut phases.bind, || cache::extract(src, &[f])).map_err(Failure::Rejected)?);
+    // SAFETY: `src` is the cache's live module holding `f`, whose body was loaded above.
+    let mut main = Owned(timed(&mut phases.bind, || unsafe { cache::extract(src, &[f]) }).map_err(Failure::Rejected)?);
 
     // One copy per target, each in a module of its own, so a target that cannot be
     // copied is named and the agent can compile without it.
@@ -311,7 +313,8 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
             return Err(reject("no body in its module".into()));
         }
         checks::check(tf).map_err(&reject)?;
-        let tm = Owned(timed(&mut phases.bind, || cache::extract(ir_module(tf), &[tf])).map_err(&reject)?);
+        // SAFETY: `tf` is a live, loaded function of the cache's module `ir_module(tf)`.
+        let tm = Owned(timed(&mut phases.bind, || unsafe { cache::extract(ir_module(tf), &[tf]) }).map_err(&reject)?);
         let keep: HashMap<String, String> = [(tname.clone(), body.clone())].into();
         timed(&mut phases.bind, || bind::bind(tm.0, &keep, &plan.modules[*mi].1)).map_err(&reject)?;
         bodies.insert((*mi, tname.clone()), body);
