@@ -42,22 +42,10 @@ static BUSY: AtomicU32 = AtomicU32::new(0);
 /// The agent thread, once started (to wake it from application threads).
 pub static AGENT_THREAD: OnceLock<std::thread::Thread> = OnceLock::new();
 
-/// Wakes the agent thread if it runs (a futex wake: never blocks).
-pub fn wake_agent() {
-    if let Some(t) = AGENT_THREAD.get() {
-        t.unpark();
-    }
-}
-
-/// Wakes the agent thread; `false` if it was never started in this process.
-pub fn wake_agent_or_start() -> bool {
-    match AGENT_THREAD.get() {
-        Some(t) => {
-            t.unpark();
-            true
-        }
-        None => false,
-    }
+/// Wakes the agent thread (a futex wake: never blocks); `false` if it was never started
+/// in this process.
+pub fn wake_agent() -> bool {
+    AGENT_THREAD.get().map(std::thread::Thread::unpark).is_some()
 }
 
 /// Set (before it starts) once the agent thread exists in this process.
@@ -181,6 +169,32 @@ pub fn reset_after_fork() {
         if s.state.load(SeqCst) != FREE {
             s.state.store(CLOSED, SeqCst);
         }
+    }
+}
+
+/// What the agent thread needs to bring its module list up to date: the dlcloses that
+/// finished and, taken after them, the loader's object list — in that order, so an object
+/// whose dlclose finished is never seen as present in a snapshot older than its unmapping.
+pub struct LoaderView {
+    /// Overflow token (every module counts as closed), see [`overflowed`].
+    pub overflow: Option<u64>,
+    /// Finished dlcloses, see [`closed`].
+    pub closed: Vec<(usize, u64)>,
+    /// The loaded objects, listed after the above.
+    pub objects: Vec<crate::discover::LoadedObject>,
+}
+
+impl LoaderView {
+    /// Takes the view (a loader call: never with the state lock held).
+    pub fn take() -> LoaderView {
+        let overflow = overflowed();
+        let closed = closed();
+        LoaderView { overflow, closed, objects: crate::discover::loaded_objects() }
+    }
+
+    /// The objects loaded at start-up (nothing can have been closed yet).
+    pub fn at_start() -> LoaderView {
+        LoaderView { overflow: None, closed: Vec::new(), objects: crate::discover::loaded_objects() }
     }
 }
 

@@ -120,11 +120,9 @@ fn start() -> bool {
         libc::pthread_atfork(None, None, Some(fork_child));
     }
     set_in_agent(true);
-    let objects = crate::discover::loaded_objects();
-    if let Some(mut agent) = state::lock() {
-        if agent.reconcile(&objects, &[], None) > 0 {
-            worker::start(&mut agent);
-        }
+    let view = lifecycle::LoaderView::at_start();
+    if state::lock().is_some_and(|mut agent| agent.reconcile(&view) > 0) {
+        worker::start();
     }
     set_in_agent(false);
     true
@@ -146,9 +144,7 @@ pub extern "C" fn at_exit() {
     }
     dump::exit_started();
     // Objects loaded since the agent thread last looked still belong in the dump.
-    let objects = crate::discover::loaded_objects();
-    let overflow = lifecycle::overflowed();
-    let closed = lifecycle::closed();
+    let view = lifecycle::LoaderView::take();
     let deadline = Instant::now() + EXIT_LOCK_DEADLINE;
     let agent = loop {
         match state::try_lock() {
@@ -161,7 +157,7 @@ pub extern "C" fn at_exit() {
         dump::emit(tracing::Level::WARN, "the agent was busy at exit for 2 s; no dump written");
         return;
     };
-    agent.reconcile(&objects, &closed, overflow);
+    agent.reconcile(&view);
     worker::drain(&mut agent);
     if let Some(path) = agent.config.dump.clone() {
         if !agent.saw_drti_note {
@@ -285,7 +281,7 @@ pub unsafe extern "C" fn dlopen(file: *const libc::c_char, flags: libc::c_int) -
     let handle = unsafe { real_dlopen(file, flags) };
     if !handle.is_null() && enabled() && !exiting() && !in_agent() {
         lifecycle::LOADS.fetch_add(1, Ordering::SeqCst);
-        if !lifecycle::wake_agent_or_start() {
+        if !lifecycle::wake_agent() {
             worker::start_from_application();
         }
     }

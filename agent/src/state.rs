@@ -94,8 +94,6 @@ pub struct Agent {
     pub jit: Option<Result<std::sync::Arc<crate::jit_bridge::Jit>, String>>,
     /// The patcher, once created.
     pub patcher: Option<Result<crate::patch::Patcher, String>>,
-    /// Whether the agent thread runs.
-    pub thread_started: bool,
     /// Decorated code was seen calling decorated code: load the JIT ahead of need.
     pub want_tools: bool,
     /// How long loading the JIT took (once per process).
@@ -140,7 +138,6 @@ fn fresh(config: Config) -> Agent {
         patches: Vec::new(),
         jit: None,
         patcher: None,
-        thread_started: false,
         want_tools: false,
         jit_load_ms: None,
         code: crate::code_owner::CodeOwner::default(),
@@ -193,24 +190,18 @@ pub fn try_lock() -> Option<MutexGuard<'static, Agent>> {
 /// dump to `<path>.<pid>` — or, if the parent's agent thread held the lock at the fork,
 /// replaces it with a fresh state (the old lock would never be released).
 pub fn after_fork() {
-    let Some(old) = cell() else { return };
+    if cell().is_none() {
+        return;
+    }
     let child = |c: &mut Config| {
         c.jit = false;
         if let Some(d) = &c.dump {
             c.dump = Some(format!("{d}.{}", std::process::id()));
         }
     };
-    match old.try_lock() {
-        Ok(mut a) => {
-            child(&mut a.config);
-            a.thread_started = false;
-        }
-        Err(TryLockError::Poisoned(p)) => {
-            let mut a = p.into_inner();
-            child(&mut a.config);
-            a.thread_started = false;
-        }
-        Err(TryLockError::WouldBlock) => {
+    match try_lock() {
+        Some(mut a) => child(&mut a.config),
+        None => {
             // The inherited state may be mid-update: do not read it.
             let mut config = INITIAL_CONFIG.get().cloned().unwrap_or_default();
             child(&mut config);
@@ -226,7 +217,8 @@ impl Agent {
     /// state lock): new decorated modules are validated and attached, vanished ones
     /// retired. Objects being closed are left alone until their dlclose has finished.
     /// Returns how many modules are live.
-    pub fn reconcile(&mut self, objects: &[crate::discover::LoadedObject], closed: &[(usize, u64)], overflow: Option<u64>) -> usize {
+    pub fn reconcile(&mut self, view: &crate::lifecycle::LoaderView) -> usize {
+        let (objects, closed, overflow) = (&view.objects, &view.closed[..], view.overflow);
         // An object dlclosed since the last look may be gone, still loaded (another
         // handle holds it) or replaced by another object at the same address. Its
         // modules are retired in every case; a still-loaded instance (its hook is ours)

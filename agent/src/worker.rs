@@ -60,8 +60,7 @@ fn test_compile_delay() -> Option<Duration> {
 }
 
 /// Starts the agent thread once.
-pub fn start(agent: &mut Agent) {
-    agent.thread_started = true;
+pub fn start() {
     spawn();
 }
 
@@ -124,11 +123,9 @@ fn run() {
         let now = (lifecycle::LOADS.load(Ordering::SeqCst), lifecycle::UNLOADS.load(Ordering::SeqCst));
         if now != seen {
             seen = now;
-            let overflow = lifecycle::overflowed();
-            let closed = lifecycle::closed();
-            let objects = crate::discover::loaded_objects();
+            let view = lifecycle::LoaderView::take();
             if let Some(mut agent) = state::lock() {
-                agent.reconcile(&objects, &closed, overflow);
+                agent.reconcile(&view);
             }
             idle = false;
         }
@@ -173,14 +170,11 @@ fn run() {
         }
         if let Some(job) = job {
             IN_FLIGHT.store(true, Ordering::SeqCst);
-            let cpu = thread_cpu_ms();
             let res = job.run();
-            let cpu_ms = thread_cpu_ms() - cpu;
             if let Some(mut agent) = state::lock() {
-                agent.jit_cpu_ms += cpu_ms;
-                agent.compile_cost.entry(job.modules[0]).or_default().observe(cpu_ms);
-            }
-            if let Some(mut agent) = state::lock() {
+                // The JIT measures each compile's CPU time (JitResult::cpu_ms).
+                agent.jit_cpu_ms += res.0.cpu_ms;
+                agent.compile_cost.entry(job.modules[0]).or_default().observe(res.0.cpu_ms);
                 apply(&mut agent, job, res);
             }
             IN_FLIGHT.store(false, Ordering::SeqCst);
@@ -305,14 +299,6 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
         st.2.get_or_insert_with(Instant::now);
         agent.pending.push(f);
     }
-}
-
-/// CPU milliseconds this thread has used.
-fn thread_cpu_ms() -> f64 {
-    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime fills `t`.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
 /// CPU milliseconds the whole process has used.
