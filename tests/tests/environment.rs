@@ -125,14 +125,17 @@ fn agent_does_nothing_in_setuid_or_setgid_process() -> Result<Completion, Failed
     if id(&["-u", "nobody"]).is_none() || id(&["-g", "nobody"]).is_none() || Command::new("getent").args(["group", "nogroup"]).output().map_or(true, |o| !o.status.success()) {
         return Ok(Completion::ignored_with("skip: needs the user nobody and the group nogroup"));
     }
-    let tmp = repo().join("target/e2e").join(format!("secure-{}", std::process::id()));
+    // A private directory the test user nobody can reach wherever the repository lives
+    // (a clone under a 0700 directory is not), removed afterwards.
+    let tmp = std::env::temp_dir().join(format!("drti-secure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let _cleanup = RemoveDir(tmp.clone());
     // The secure copies run as nobody: they must be able to enter the directory (and an
     // agent that wrongly started would write its dump there, which the test would see).
     sh(&format!("chmod 0777 '{}'", tmp.display()))?;
-    let agent_path = agent();
+    let agent_path = tmp.join("libdrti_agent.so");
+    std::fs::copy(agent(), &agent_path).map_err(|e| e.to_string())?;
     let agent_arg = agent_path.to_str().ok_or("agent path is not UTF-8")?;
     let src = progs().join("rel_secure");
     let plain = output_within(clean_command(&src), Duration::from_secs(60))?;
