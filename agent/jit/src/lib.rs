@@ -6,7 +6,7 @@
 //! every target can be copied faithfully ([`checks`]); copy each into a small module of
 //! its own and bind that to the running program ([`bind`]); link the targets into F's
 //! module; replace each hot site by a guard chain ([`guard`]); optimise with the O2
-//! pipeline (guards and copies are always inlined); compile with ORC LLJIT ([`orc`]).
+//! pipeline sized to what is compiled ([`pipeline`]; guards and copies are always inlined); compile with ORC LLJIT ([`orc`]).
 //! The time of each phase goes back in the result. Everything the JIT or LLVM has to
 //! say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is [`perf_map`]'s.
 
@@ -16,6 +16,7 @@ pub mod checks;
 pub mod guard;
 pub mod orc;
 pub mod perf_map;
+pub mod pipeline;
 pub mod report;
 
 use bitcode_embed::jit_abi::*;
@@ -351,8 +352,7 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
     }
     drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
     phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;
-    let pipeline = if plan.opt_level >= 3 { "default<O3>" } else { "default<O2>" };
-    timed(&mut phases.optimise, || drti_instrument::decorate::run_passes(main.0, pipeline)).map_err(|e| format!("optimising: {e}"))?;
+    timed(&mut phases.optimise, || pipeline::optimise(main.0, plan.opt_level)).map_err(|e| format!("optimising: {e}"))?;
 
     let codegen_started = std::time::Instant::now();
     let session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
