@@ -28,6 +28,10 @@ pub struct Config {
     /// `DRTI_JIT_BUDGET`: JIT CPU time as a share of the process's CPU time (after a
     /// start-up allowance); 0 = unlimited.
     pub jit_budget: f64,
+    /// `DRTI_JIT_NICE`: added to the program's nice value for the agent thread, which
+    /// compiles (as `nice -n`, at most 19 in all): on a machine whose cores are busy,
+    /// compiles then take mostly idle time instead of the application's.
+    pub jit_nice: i32,
     /// Whether `DRTI_HOT_THRESHOLD` was given: then every edge that reaches it is compiled
     /// (DESIGN.md's count); otherwise compiles must also pay back (see `policy`).
     pub threshold_given: bool,
@@ -46,6 +50,7 @@ impl Default for Config {
             disable: false,
             test_jit_fail: Vec::new(),
             jit_budget: 0.25,
+            jit_nice: 10,
             threshold_given: false,
         }
     }
@@ -96,6 +101,7 @@ impl Config {
         c.hot_threshold = num("DRTI_HOT_THRESHOLD", c.hot_threshold, 1, u64::MAX / 2, &mut warnings);
         c.threshold_given = present.borrow().iter().any(|n| n == "DRTI_HOT_THRESHOLD");
         c.max_targets = num("DRTI_MAX_TARGETS", c.max_targets as u64, 1, 16, &mut warnings) as usize;
+        c.jit_nice = num("DRTI_JIT_NICE", c.jit_nice as u64, 0, 19, &mut warnings) as i32;
         let flag = |name: &str, default: bool, warnings: &mut Vec<String>| -> bool {
             match string(name, &(default as u8).to_string(), warnings).as_deref().map(str::trim) {
                 None => default,
@@ -163,6 +169,10 @@ mod tests {
         assert!(!c.threshold_given && c.jit_budget == 0.25);
         let (c, w) = Config::from_env(env(&[("DRTI_HOT_THRESHOLD", "10000"), ("DRTI_JIT_BUDGET", "0.5")]));
         assert!(c.threshold_given && c.jit_budget == 0.5 && w.is_empty());
+        let (c, w) = Config::from_env(env(&[("DRTI_JIT_NICE", "19")]));
+        assert!(c.jit_nice == 19 && w.is_empty());
+        let (c, w) = Config::from_env(env(&[("DRTI_JIT_NICE", "-5")]));
+        assert!(c.jit_nice == 10 && w.len() == 1 && w[0].contains("DRTI_JIT_NICE"), "{w:?}");
         let (c, w) = Config::from_env(env(&[("DRTI_JIT_BUDGET", "2")]));
         assert_eq!(c.jit_budget, 0.25);
         assert!(w.len() == 1 && w[0].contains("DRTI_JIT_BUDGET"), "{w:?}");

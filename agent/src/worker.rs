@@ -95,8 +95,29 @@ pub fn forget_after_fork() {
     IN_FLIGHT.store(false, Ordering::SeqCst);
 }
 
+/// Adds `increment` to the agent thread's nice value (draining samples, compiling; threads
+/// it starts inherit it), never above 19 and never below the program's. Failing is
+/// harmless: the thread runs at the application's priority.
+fn lower_priority(increment: i32) {
+    if increment == 0 {
+        return;
+    }
+    // SAFETY: getpriority/setpriority on this thread's own id read and change only this
+    // thread's nice value (getpriority's -1 is a valid value too, hence errno is not checked:
+    // a wrong base only changes how low the priority goes).
+    let r = unsafe {
+        let tid = libc::gettid() as libc::id_t;
+        let base = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (base + increment).clamp(base, 19))
+    };
+    if r != 0 {
+        tracing::debug!("agent thread keeps its priority: {}", std::io::Error::last_os_error());
+    }
+}
+
 fn run() {
-    let jit = state::lock().map(|a| a.config.jit).unwrap_or(false);
+    let (jit, nice) = state::lock().map(|a| (a.config.jit, a.config.jit_nice)).unwrap_or((false, 0));
+    lower_priority(nice);
     if jit {
         let t = Instant::now();
         let patcher = crate::patch::Patcher::new().map_err(|e| e.to_string());
