@@ -172,13 +172,13 @@ fn run() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }
             if agent.config.jit {
-                want_jit = agent.want_tools && agent.jit.is_none();
-                if !want_jit {
-                    while job.is_none() {
-                        let Some(f) = next_compile(&mut agent) else { break };
-                        job = prepare(&mut agent, f);
-                    }
+                // A compile picked before LLVM is loaded asks for it (`prepare`) and waits,
+                // queued, until it is.
+                while job.is_none() && !(agent.want_tools && agent.jit.is_none()) {
+                    let Some(f) = next_compile(&mut agent) else { break };
+                    job = prepare(&mut agent, f);
                 }
+                want_jit = agent.want_tools && agent.jit.is_none();
                 if last_check.elapsed() >= MISS_CHECK {
                     check_misses(&mut agent);
                     last_check = Instant::now();

@@ -69,13 +69,18 @@ pub fn program(dir: &Path, prog: &str, args: &[&str], agent_env: Option<&[(&str,
     cmd
 }
 
-/// Preloads the agent with `env`. Unless `env` says otherwise, exit waits (up to 20 s)
+/// Preloads the agent with `env`, its thread at the program's priority. Unless `env` says
+/// otherwise, exit waits (up to 20 s)
 /// until the agent has nothing left to do (`DRTI_TEST_EXIT_WAIT_MS`), so what a test
 /// reads in the dump does not depend on how busy the machine was; pass
 /// `("DRTI_TEST_EXIT_WAIT_MS", "0")` to test exit itself.
 pub fn with_agent(cmd: &mut Command, env: &[(&str, &str)]) {
     cmd.env("LD_PRELOAD", agent());
     cmd.env("DRTI_TEST_EXIT_WAIT_MS", "20000");
+    // Tests run many programs at once on few cores: an agent thread at a lower priority
+    // (the default) could be starved until a program ends. tests/tests/scheduling.rs
+    // checks the default.
+    cmd.env("DRTI_JIT_NICE", "0");
     cmd.envs(env.iter().copied());
 }
 

@@ -16,9 +16,12 @@ fn progs() -> &'static PathBuf {
     })
 }
 
-/// What the program says about the agent thread's nice value, waiting for `delta`.
+/// What the program says about the agent thread's nice value, waiting for `delta`; the
+/// agent gets `env` and no `DRTI_JIT_NICE` of the test helpers.
 fn agent_nice(delta: &str, env: &[(&str, &str)]) -> String {
-    let out = output_within(program(progs(), "agent_nice", &[delta], Some(env)), Duration::from_secs(30));
+    let mut cmd = program(progs(), "agent_nice", &[delta], Some(&[]));
+    cmd.env_remove("DRTI_JIT_NICE").envs(env.iter().copied());
+    let out = output_within(cmd, Duration::from_secs(30));
     assert!(out.status.success(), "agent_nice: {}", describe(&out));
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
