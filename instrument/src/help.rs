@@ -47,6 +47,10 @@ Usage:
                                  compiles and patches; --svg also draws the hot call graph
                                  (nodes = functions, width = calls, colour = state);
                                  --html writes the graph and the table as one page
+  drti cache stats|clear [--dir DIR]
+                                 the persistent code cache (DRTI_CACHE_DIR, else
+                                 $XDG_CACHE_HOME/drti or ~/.cache/drti): entries and size,
+                                 or remove every entry
   drti --version | --help
 
 Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
@@ -54,6 +58,7 @@ Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
                         unset, 10000 is only the minimum evidence and a compile must also
                         pay back (calls/s x saving vs compile CPU)
   DRTI_JIT_BUDGET=S     JIT CPU as a share of the process's CPU after a 1 s allowance (0.25; 0 = unlimited)
+  DRTI_JIT_NICE=N       added to the program's nice value for the compiling agent thread, 0-19 (10)
   DRTI_LOG=FILTER       tracing filter, e.g. info or drti_agent::jit=debug (warn)
   DRTI_LOG_FILE=PATH    write the log there instead of stderr
   DRTI_DUMP=PATH        write the JSON dump there at exit

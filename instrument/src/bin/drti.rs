@@ -1,5 +1,5 @@
-//! `drti`: inspect decorated binaries, read agent dumps.
-use drti_instrument::{help, inspect, report};
+//! `drti`: inspect decorated binaries, read agent dumps, manage the code cache.
+use drti_instrument::{cache_cmd, help, inspect, report};
 
 fn main() {
     // `drti inspect FILE | head` ends like any Unix tool: quietly, by SIGPIPE, when the
@@ -26,6 +26,7 @@ fn main() {
             Ok((dump, outputs)) => report::run(&dump, &outputs),
             Err(msg) => usage(&msg),
         },
+        Some("cache") => cache_cmd::run(&args[1..]),
         Some("--version") | Some("-V") => {
             println!("drti {}", env!("CARGO_PKG_VERSION"));
             0
