@@ -6,13 +6,15 @@
 //! * [`reader`] — validates a blob, never trusting an offset;
 //! * [`image`] — finds notes and blobs in a set of segments (memory or file);
 //! * [`elf`] — the same from an ELF file on disk;
-//! * [`dump`] — the agent's JSON dump (`DRTI_DUMP`) as typed records, for writer and readers.
+//! * [`dump`] — the agent's JSON dump (`DRTI_DUMP`) as typed records, for writer and readers;
+//! * [`protocol`] — the messages between the agent and the compiler process `drti-jitd`.
 
 pub mod dump;
 pub mod elf;
 pub mod format;
 pub mod image;
 pub mod jit_abi;
+pub mod protocol;
 pub mod reader;
 pub mod writer;
 

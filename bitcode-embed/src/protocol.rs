@@ -1,0 +1,553 @@
+//! The protocol between the agent and `drti-jitd`, the compiler process (issue 12): one
+//! Unix stream socket per agent, messages framed as
+//!
+//! ```text
+//! magic "DRTQ" | u32 kind | u64 payload length | payload
+//! ```
+//! (little endian). Payloads are flat: u32/u64/f64 little endian, byte strings and texts as
+//! a u64 length then the bytes, sequences as a u32 count then the elements. The reader
+//! checks every length against what is left, so a damaged or hostile stream is an error,
+//! never a panic or an allocation of its claimed size.
+//!
+//! A session: the agent sends [`Message::Hello`], the server answers
+//! [`Message::Welcome`] (or [`Message::Error`] and closes). Modules are known by the SHA-256
+//! of their clean bitcode; a [`Message::Compile`] names them by hash, and the server answers
+//! [`Message::NeedModules`] for any it does not hold, after which the agent sends them
+//! ([`Message::PutModule`]) and repeats the request. Every request carries an id that its
+//! answer repeats. Nothing in a request is an address of the agent's process: functions are
+//! (module hash, IR name), so an answer (a relocatable object whose undefined symbols the
+//! agent resolves) is valid in any process running the same modules, which is what lets a
+//! cache share it.
+
+use std::io::{Read, Write};
+
+/// Bumped on any change to the messages or their encoding.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// First bytes of every frame.
+pub const MAGIC: [u8; 4] = *b"DRTQ";
+/// Largest payload either side accepts (bitcode is at most 1 GiB, see `format`).
+pub const MAX_PAYLOAD: u64 = (1 << 30) + (1 << 20);
+
+/// A SHA-256 hash (of a module's clean bitcode).
+pub type Hash = [u8; 32];
+
+/// A function: its module (by bitcode hash) and IR name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FnRef {
+    /// SHA-256 of the module's clean bitcode.
+    pub module: Hash,
+    /// IR name in that module.
+    pub name: String,
+}
+
+/// One site to guard in a compile.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiteReq {
+    /// The function whose site it is: None for the function compiled, else one of the
+    /// inlined targets (its copy inside F+ gets the guard).
+    pub owner: Option<FnRef>,
+    /// Ordinal of the indirect call in the owner (`SiteRecord::ordinal`).
+    pub ordinal: u32,
+    /// Targets to inline behind guards, hottest first.
+    pub targets: Vec<FnRef>,
+}
+
+/// A compile request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileRequest {
+    /// Repeated in the answer.
+    pub id: u64,
+    /// 2 or 3.
+    pub opt_level: u32,
+    /// The function compiled.
+    pub function: FnRef,
+    /// Its guarded sites.
+    pub sites: Vec<SiteReq>,
+}
+
+/// Milliseconds per phase of a compile, as `jit_abi::JitResult` reports them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Phases {
+    /// Loading bitcode.
+    pub parse_ms: f64,
+    /// Copying, binding, guarding.
+    pub bind_ms: f64,
+    /// The optimisation pipeline.
+    pub optimise_ms: f64,
+    /// Machine code.
+    pub codegen_ms: f64,
+    /// CPU of the compiling thread.
+    pub cpu_ms: f64,
+}
+
+/// How a compile ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// A relocatable x86-64 ELF object defining `entry` (F+).
+    Object {
+        /// The object file.
+        bytes: Vec<u8>,
+        /// Symbol of F+ in it.
+        entry: String,
+    },
+    /// The function (target -1) or target `target` (flattened over the sites) cannot be
+    /// compiled faithfully.
+    Rejected {
+        /// -1 for the function itself.
+        target: i32,
+        /// Why.
+        reason: String,
+    },
+    /// Something went wrong (an LLVM error, bad input).
+    Failed {
+        /// What.
+        reason: String,
+    },
+}
+
+/// The answer to a [`CompileRequest`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompileResult {
+    /// The request's id.
+    pub id: u64,
+    /// Time per phase.
+    pub phases: Phases,
+    /// What came out.
+    pub outcome: Outcome,
+}
+
+/// Every message either side sends.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Message {
+    /// Agent: first message of a session.
+    Hello {
+        /// [`PROTOCOL_VERSION`] of the agent.
+        protocol: u32,
+        /// drti version of the agent.
+        drti: String,
+        /// The agent's process id (for the server's log).
+        pid: u32,
+    },
+    /// Server: the session is open.
+    Welcome {
+        /// [`PROTOCOL_VERSION`] of the server.
+        protocol: u32,
+        /// drti version of the server.
+        drti: String,
+        /// LLVM version it compiles with.
+        llvm: String,
+        /// The server's process id.
+        pid: u32,
+    },
+    /// Agent: a module's clean bitcode.
+    PutModule {
+        /// SHA-256 of `bitcode`; the server checks it.
+        hash: Hash,
+        /// Raw (decompressed) clean bitcode.
+        bitcode: Vec<u8>,
+    },
+    /// Agent: compile.
+    Compile(CompileRequest),
+    /// Server: request `id` needs these modules first.
+    NeedModules {
+        /// The request's id.
+        id: u64,
+        /// Modules the server does not hold.
+        hashes: Vec<Hash>,
+    },
+    /// Server: a compile's answer.
+    Compiled(CompileResult),
+    /// Either side: the session cannot go on (the sender closes it after this).
+    Error {
+        /// What went wrong.
+        text: String,
+    },
+}
+
+const HELLO: u32 = 1;
+const WELCOME: u32 = 2;
+const PUT_MODULE: u32 = 3;
+const COMPILE: u32 = 4;
+const NEED_MODULES: u32 = 5;
+const COMPILED: u32 = 6;
+const ERROR: u32 = 7;
+
+const OUTCOME_OBJECT: u32 = 0;
+const OUTCOME_REJECTED: u32 = 1;
+const OUTCOME_FAILED: u32 = 2;
+
+/// A malformed or unexpected stream.
+#[derive(Debug)]
+pub enum WireError {
+    /// The transport failed (the peer went away included).
+    Io(std::io::Error),
+    /// The bytes are not a valid message.
+    Malformed(String),
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Io(e) => write!(f, "{e}"),
+            WireError::Malformed(m) => write!(f, "malformed message: {m}"),
+        }
+    }
+}
+
+impl From<std::io::Error> for WireError {
+    fn from(e: std::io::Error) -> Self {
+        WireError::Io(e)
+    }
+}
+
+fn malformed<T>(what: impl Into<String>) -> Result<T, WireError> {
+    Err(WireError::Malformed(what.into()))
+}
+
+/// Payload encoder.
+#[derive(Default)]
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        self.0.extend_from_slice(b);
+    }
+    fn hash(&mut self, h: &Hash) {
+        self.0.extend_from_slice(h);
+    }
+    fn fn_ref(&mut self, f: &FnRef) {
+        self.hash(&f.module);
+        self.bytes(f.name.as_bytes());
+    }
+}
+
+/// Payload decoder over a received payload.
+struct Dec<'a>(&'a [u8]);
+
+impl<'a> Dec<'a> {
+    fn take(&mut self, n: u64, what: &str) -> Result<&'a [u8], WireError> {
+        if n > self.0.len() as u64 {
+            return malformed(format!("{what}: {n} bytes claimed, {} left", self.0.len()));
+        }
+        let (head, rest) = self.0.split_at(n as usize);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u32(&mut self, what: &str) -> Result<u32, WireError> {
+        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().unwrap()))
+    }
+    fn u64(&mut self, what: &str) -> Result<u64, WireError> {
+        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().unwrap()))
+    }
+    fn f64(&mut self, what: &str) -> Result<f64, WireError> {
+        Ok(f64::from_bits(self.u64(what)?))
+    }
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, WireError> {
+        let n = self.u64(what)?;
+        Ok(self.take(n, what)?.to_vec())
+    }
+    fn text(&mut self, what: &str) -> Result<String, WireError> {
+        String::from_utf8(self.bytes(what)?).or_else(|_| malformed(format!("{what} is not UTF-8")))
+    }
+    fn hash(&mut self, what: &str) -> Result<Hash, WireError> {
+        Ok(self.take(32, what)?.try_into().unwrap())
+    }
+    fn fn_ref(&mut self, what: &str) -> Result<FnRef, WireError> {
+        Ok(FnRef { module: self.hash(what)?, name: self.text(what)? })
+    }
+    /// A count of elements each at least `min_size` bytes: bounded by what is left, so a
+    /// hostile count cannot make the reader allocate.
+    fn count(&mut self, what: &str, min_size: usize) -> Result<usize, WireError> {
+        let n = self.u32(what)? as usize;
+        if n.saturating_mul(min_size) > self.0.len() {
+            return malformed(format!("{what}: {n} elements cannot fit in {} bytes", self.0.len()));
+        }
+        Ok(n)
+    }
+    fn done(&self) -> Result<(), WireError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            malformed(format!("{} bytes left over", self.0.len()))
+        }
+    }
+}
+
+impl Message {
+    fn encode(&self) -> (u32, Vec<u8>) {
+        let mut e = Enc::default();
+        let kind = match self {
+            Message::Hello { protocol, drti, pid } => {
+                e.u32(*protocol);
+                e.bytes(drti.as_bytes());
+                e.u32(*pid);
+                HELLO
+            }
+            Message::Welcome { protocol, drti, llvm, pid } => {
+                e.u32(*protocol);
+                e.bytes(drti.as_bytes());
+                e.bytes(llvm.as_bytes());
+                e.u32(*pid);
+                WELCOME
+            }
+            Message::PutModule { hash, bitcode } => {
+                e.hash(hash);
+                e.bytes(bitcode);
+                PUT_MODULE
+            }
+            Message::Compile(r) => {
+                e.u64(r.id);
+                e.u32(r.opt_level);
+                e.fn_ref(&r.function);
+                e.u32(r.sites.len() as u32);
+                for s in &r.sites {
+                    match &s.owner {
+                        None => e.u32(0),
+                        Some(o) => {
+                            e.u32(1);
+                            e.fn_ref(o);
+                        }
+                    }
+                    e.u32(s.ordinal);
+                    e.u32(s.targets.len() as u32);
+                    for t in &s.targets {
+                        e.fn_ref(t);
+                    }
+                }
+                COMPILE
+            }
+            Message::NeedModules { id, hashes } => {
+                e.u64(*id);
+                e.u32(hashes.len() as u32);
+                for h in hashes {
+                    e.hash(h);
+                }
+                NEED_MODULES
+            }
+            Message::Compiled(r) => {
+                e.u64(r.id);
+                for v in [r.phases.parse_ms, r.phases.bind_ms, r.phases.optimise_ms, r.phases.codegen_ms, r.phases.cpu_ms] {
+                    e.f64(v);
+                }
+                match &r.outcome {
+                    Outcome::Object { bytes, entry } => {
+                        e.u32(OUTCOME_OBJECT);
+                        e.bytes(bytes);
+                        e.bytes(entry.as_bytes());
+                    }
+                    Outcome::Rejected { target, reason } => {
+                        e.u32(OUTCOME_REJECTED);
+                        e.u32(*target as u32);
+                        e.bytes(reason.as_bytes());
+                    }
+                    Outcome::Failed { reason } => {
+                        e.u32(OUTCOME_FAILED);
+                        e.bytes(reason.as_bytes());
+                    }
+                }
+                COMPILED
+            }
+            Message::Error { text } => {
+                e.bytes(text.as_bytes());
+                ERROR
+            }
+        };
+        (kind, e.0)
+    }
+
+    fn decode(kind: u32, payload: &[u8]) -> Result<Message, WireError> {
+        let mut d = Dec(payload);
+        let m = match kind {
+            HELLO => Message::Hello { protocol: d.u32("protocol")?, drti: d.text("drti version")?, pid: d.u32("pid")? },
+            WELCOME => Message::Welcome { protocol: d.u32("protocol")?, drti: d.text("drti version")?, llvm: d.text("llvm version")?, pid: d.u32("pid")? },
+            PUT_MODULE => Message::PutModule { hash: d.hash("module hash")?, bitcode: d.bytes("bitcode")? },
+            COMPILE => {
+                let id = d.u64("id")?;
+                let opt_level = d.u32("opt level")?;
+                let function = d.fn_ref("function")?;
+                let n = d.count("sites", 12)?;
+                let mut sites = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let owner = match d.u32("site owner")? {
+                        0 => None,
+                        1 => Some(d.fn_ref("site owner")?),
+                        k => return malformed(format!("site owner tag {k}")),
+                    };
+                    let ordinal = d.u32("ordinal")?;
+                    let nt = d.count("targets", 40)?;
+                    let targets = (0..nt).map(|_| d.fn_ref("target")).collect::<Result<_, _>>()?;
+                    sites.push(SiteReq { owner, ordinal, targets });
+                }
+                Message::Compile(CompileRequest { id, opt_level, function, sites })
+            }
+            NEED_MODULES => {
+                let id = d.u64("id")?;
+                let n = d.count("hashes", 32)?;
+                let hashes = (0..n).map(|_| d.hash("hash")).collect::<Result<_, _>>()?;
+                Message::NeedModules { id, hashes }
+            }
+            COMPILED => {
+                let id = d.u64("id")?;
+                let phases = Phases { parse_ms: d.f64("phases")?, bind_ms: d.f64("phases")?, optimise_ms: d.f64("phases")?, codegen_ms: d.f64("phases")?, cpu_ms: d.f64("phases")? };
+                let outcome = match d.u32("outcome")? {
+                    OUTCOME_OBJECT => Outcome::Object { bytes: d.bytes("object")?, entry: d.text("entry symbol")? },
+                    OUTCOME_REJECTED => Outcome::Rejected { target: d.u32("target")? as i32, reason: d.text("reason")? },
+                    OUTCOME_FAILED => Outcome::Failed { reason: d.text("reason")? },
+                    k => return malformed(format!("outcome {k}")),
+                };
+                Message::Compiled(CompileResult { id, phases, outcome })
+            }
+            ERROR => Message::Error { text: d.text("error text")? },
+            k => return malformed(format!("unknown message kind {k}")),
+        };
+        d.done()?;
+        Ok(m)
+    }
+
+    /// Writes the message as one frame.
+    pub fn write_to(&self, w: &mut impl Write) -> Result<(), WireError> {
+        let (kind, payload) = self.encode();
+        let mut frame = Vec::with_capacity(16 + payload.len());
+        frame.extend_from_slice(&MAGIC);
+        frame.extend_from_slice(&kind.to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        frame.extend_from_slice(&payload);
+        w.write_all(&frame)?;
+        w.flush()?;
+        Ok(())
+    }
+
+    /// Reads one frame. `Ok(None)`: the peer closed the stream between frames.
+    pub fn read_from(r: &mut impl Read) -> Result<Option<Message>, WireError> {
+        let mut header = [0u8; 16];
+        let mut got = 0;
+        while got < header.len() {
+            match r.read(&mut header[got..]) {
+                Ok(0) if got == 0 => return Ok(None),
+                Ok(0) => return malformed("stream ended inside a frame header"),
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if header[..4] != MAGIC {
+            return malformed("bad frame magic");
+        }
+        let kind = u32::from_le_bytes(header[4..8].try_into().unwrap());
+        let len = u64::from_le_bytes(header[8..16].try_into().unwrap());
+        if len > MAX_PAYLOAD {
+            return malformed(format!("payload of {len} bytes is over the {MAX_PAYLOAD}-byte limit"));
+        }
+        // Read in steps, so a frame that claims more than it sends costs no big allocation.
+        let mut payload = Vec::new();
+        let mut limited = r.take(len);
+        limited.read_to_end(&mut payload)?;
+        if payload.len() as u64 != len {
+            return malformed(format!("stream ended after {} of {len} payload bytes", payload.len()));
+        }
+        Message::decode(kind, &payload).map(Some)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(m: u8, name: &str) -> FnRef {
+        FnRef { module: [m; 32], name: name.into() }
+    }
+
+    fn all() -> Vec<Message> {
+        vec![
+            Message::Hello { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), pid: 42 },
+            Message::Welcome { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), llvm: "19.1.7".into(), pid: 7 },
+            Message::PutModule { hash: [3; 32], bitcode: vec![0x42, 0x43, 0xc0, 0xde] },
+            Message::Compile(CompileRequest {
+                id: 9,
+                opt_level: 2,
+                function: f(1, "run"),
+                sites: vec![
+                    SiteReq { owner: None, ordinal: 0, targets: vec![f(1, "a"), f(2, "b")] },
+                    SiteReq { owner: Some(f(2, "b")), ordinal: 3, targets: vec![f(2, "c")] },
+                    SiteReq { owner: None, ordinal: 1, targets: vec![] },
+                ],
+            }),
+            Message::NeedModules { id: 9, hashes: vec![[1; 32], [2; 32]] },
+            Message::Compiled(CompileResult {
+                id: 9,
+                phases: Phases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 3.0, codegen_ms: 4.0, cpu_ms: 8.5 },
+                outcome: Outcome::Object { bytes: vec![0x7f, b'E', b'L', b'F'], entry: "drti.plus.1.run".into() },
+            }),
+            Message::Compiled(CompileResult { id: 10, phases: Phases::default(), outcome: Outcome::Rejected { target: -1, reason: "setjmp".into() } }),
+            Message::Compiled(CompileResult { id: 11, phases: Phases::default(), outcome: Outcome::Failed { reason: "LLVM error".into() } }),
+            Message::Error { text: "protocol 2 is not spoken here".into() },
+        ]
+    }
+
+    #[test]
+    fn every_message_round_trips_through_one_stream() {
+        let mut stream = Vec::new();
+        for m in all() {
+            m.write_to(&mut stream).unwrap();
+        }
+        let mut r = &stream[..];
+        for m in all() {
+            assert_eq!(Message::read_from(&mut r).unwrap(), Some(m));
+        }
+        assert_eq!(Message::read_from(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn truncated_or_damaged_frames_are_errors_not_panics() {
+        for m in all() {
+            let mut frame = Vec::new();
+            m.write_to(&mut frame).unwrap();
+            // Every truncation inside the frame.
+            for cut in 1..frame.len() {
+                assert!(Message::read_from(&mut &frame[..cut]).is_err(), "{m:?} cut at {cut}");
+            }
+            // A payload one byte longer than its message.
+            let mut long = frame.clone();
+            long.push(0);
+            let n = u64::from_le_bytes(long[8..16].try_into().unwrap()) + 1;
+            long[8..16].copy_from_slice(&n.to_le_bytes());
+            assert!(matches!(Message::read_from(&mut &long[..]), Err(WireError::Malformed(_))), "{m:?} with a byte left over");
+        }
+        let mut bad = Vec::new();
+        Message::Error { text: "x".into() }.write_to(&mut bad).unwrap();
+        bad[0] = b'X';
+        assert!(matches!(Message::read_from(&mut &bad[..]), Err(WireError::Malformed(m)) if m.contains("magic")));
+        let mut unknown = bad.clone();
+        unknown[..4].copy_from_slice(&MAGIC);
+        unknown[4] = 99;
+        assert!(matches!(Message::read_from(&mut &unknown[..]), Err(WireError::Malformed(m)) if m.contains("kind 99")));
+    }
+
+    #[test]
+    fn hostile_lengths_and_counts_are_refused_before_allocating() {
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&MAGIC);
+        frame.extend_from_slice(&COMPILE.to_le_bytes());
+        frame.extend_from_slice(&(MAX_PAYLOAD + 1).to_le_bytes());
+        assert!(matches!(Message::read_from(&mut &frame[..]), Err(WireError::Malformed(m)) if m.contains("limit")));
+        // A NeedModules claiming four billion hashes in a 12-byte payload.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&1u64.to_le_bytes());
+        payload.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(Message::decode(NEED_MODULES, &payload), Err(WireError::Malformed(m)) if m.contains("cannot fit")));
+        // A byte string claiming more than the payload holds.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(Message::decode(ERROR, &payload), Err(WireError::Malformed(m)) if m.contains("claimed")));
+    }
+}
