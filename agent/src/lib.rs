@@ -16,6 +16,7 @@ pub mod edges;
 pub mod guard_slots;
 pub mod guardrails;
 pub mod jit_bridge;
+pub mod jitd_client;
 pub mod lifecycle;
 pub mod patch;
 pub mod policy;
