@@ -5,9 +5,8 @@
 // target machine for the module's triple (so the cost models of the vectorisers and the
 // unroller see the function's real subtarget, from its target-cpu/target-features
 // attributes) and optional passes can be skipped by name.
-//
-// Nothing is thrown (LLVM is built without exceptions); failures come back as a message
-// made with LLVMCreateMessage, freed by the caller.
+// Nothing is thrown (LLVM is built without exceptions); LLVM's own errors go through the
+// diagnostic handler of the module's context, as for every other pass.
 
 #include <llvm-c/Core.h>
 #include <llvm/ADT/Any.h>
@@ -18,6 +17,7 @@
 #include <llvm/Passes/PassBuilder.h>
 #include <llvm/Target/TargetMachine.h>
 #include <llvm/Target/TargetOptions.h>
+#include <llvm/TargetParser/Host.h>
 
 #include <memory>
 #include <optional>
@@ -26,21 +26,18 @@
 using namespace llvm;
 
 // Runs LLVM's default per-module pipeline at O2 (level < 3) or O3 over `m`. With
-// `skip_slp`, the SLP vectoriser is skipped. Returns 0, or 1 with `*err` set.
-extern "C" int drti_optimise(LLVMModuleRef mref, unsigned level, int skip_slp, char **err) {
+// `skip_slp`, the SLP vectoriser is skipped.
+extern "C" void drti_optimise(LLVMModuleRef mref, unsigned level, int skip_slp) {
   Module &m = *unwrap(mref);
+  // The module's triple (the host's when it has none); without a registered target the
+  // pipeline runs with LLVM's generic cost models, as LLVMRunPasses does.
+  std::string triple = m.getTargetTriple().empty() ? sys::getDefaultTargetTriple() : m.getTargetTriple();
   std::string lookup_error;
-  const Target *target = TargetRegistry::lookupTarget(m.getTargetTriple(), lookup_error);
-  if (!target) {
-    *err = LLVMCreateMessage(("no target for the module's triple: " + lookup_error).c_str());
-    return 1;
-  }
-  // CPU and features of the functions come from their attributes; the machine only
-  // provides the target's cost models.
-  std::unique_ptr<TargetMachine> tm(target->createTargetMachine(m.getTargetTriple(), "", "", TargetOptions(), Reloc::PIC_));
-  if (!tm) {
-    *err = LLVMCreateMessage("could not create a target machine for the optimiser");
-    return 1;
+  std::unique_ptr<TargetMachine> tm;
+  if (const Target *target = TargetRegistry::lookupTarget(triple, lookup_error)) {
+    // CPU and features of the functions come from their attributes; the machine only
+    // provides the target's cost models.
+    tm.reset(target->createTargetMachine(triple, "", "", TargetOptions(), Reloc::PIC_));
   }
 
   PassInstrumentationCallbacks callbacks;
@@ -61,5 +58,4 @@ extern "C" int drti_optimise(LLVMModuleRef mref, unsigned level, int skip_slp, c
   builder.crossRegisterProxies(lam, fam, cgam, mam);
   ModulePassManager pipeline = builder.buildPerModuleDefaultPipeline(level >= 3 ? OptimizationLevel::O3 : OptimizationLevel::O2);
   pipeline.run(m, mam);
-  return 0;
 }

@@ -40,21 +40,15 @@ pub fn instruction_count(m: LLVMModuleRef) -> usize {
 extern "C" {
     /// optimise.cpp: LLVM's default pipeline at O2/O3 with a target machine, optionally
     /// without the SLP vectoriser.
-    fn drti_optimise(m: LLVMModuleRef, level: u32, skip_slp: i32, err: *mut *mut libc::c_char) -> i32;
+    fn drti_optimise(m: LLVMModuleRef, level: u32, skip_slp: i32);
 }
 
 /// Optimises `m` with the pipeline [`choose`] picks for it; returns the choice.
-pub fn optimise(m: LLVMModuleRef, opt_level: u32) -> Result<Choice, String> {
+pub fn optimise(m: LLVMModuleRef, opt_level: u32) -> Choice {
     let choice = choose(instruction_count(m), opt_level);
-    let mut err = std::ptr::null_mut();
-    // SAFETY: `m` is a live module owned by the caller; the message, if any, is freed by
-    // take_message.
-    let failed = unsafe { drti_optimise(m, opt_level, (!choice.slp) as i32, &mut err) } != 0;
-    if failed {
-        Err(ir::take_message(err))
-    } else {
-        Ok(choice)
-    }
+    // SAFETY: `m` is a live module owned by the caller, not used elsewhere meanwhile.
+    unsafe { drti_optimise(m, choice.level, (!choice.slp) as i32) };
+    choice
 }
 
 #[cfg(test)]
