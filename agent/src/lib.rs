@@ -17,6 +17,7 @@ pub mod guard_slots;
 pub mod guardrails;
 pub mod jit_bridge;
 pub mod lifecycle;
+pub mod link;
 pub mod patch;
 pub mod policy;
 pub mod preload;
