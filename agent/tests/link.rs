@@ -292,3 +292,49 @@ fn release_unmaps_and_deregisters() {
     assert_eq!(maps_overlapping(start, end), Vec::<String>::new(), "mapping still present after release");
     assert_eq!(drti_agent::link::gdb_entries(), registered, "still on GDB's list after release");
 }
+
+fn have_gdb() -> bool {
+    Command::new("gdb").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
+/// Not a test on its own: the program `gdb_backtrace_names_linked_functions` runs under
+/// gdb (it does nothing unless DRTI_LINK_GDB_CHILD is set). Links link_trap.c and traps
+/// inside it.
+#[test]
+fn gdb_child_traps_in_linked_code() {
+    if std::env::var_os("DRTI_LINK_GDB_CHILD").is_none() {
+        return;
+    }
+    let obj = compile("link_trap.c", &["-fPIC", "-g"]);
+    let linked = link(&obj, Some(near()), dlsym).unwrap();
+    let outer: extern "C" fn(c_int) -> c_int = f(&linked, "linked_outer");
+    assert_eq!(outer(0), 1);
+    println!("about to trap in linked code");
+    outer(1);
+    unreachable!("linked_trap_here did not trap");
+}
+
+#[test]
+fn gdb_backtrace_names_linked_functions() {
+    let _g = serial();
+    if !have_clang() {
+        return;
+    }
+    if !have_gdb() {
+        println!("skip: gdb is not installed");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = Command::new("gdb")
+        .env("DRTI_LINK_GDB_CHILD", "1")
+        .args(["-batch", "-nx", "-ex", "run", "-ex", "bt", "--args"])
+        .arg(exe)
+        .args(["gdb_child_traps_in_linked_code", "--exact", "--nocapture", "--test-threads=1"])
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("about to trap in linked code"), "the child did not run:\n{text}");
+    let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
+    assert!(frames.first().is_some_and(|l| l.contains("linked_trap_here")), "gdb does not name the linked function:\n{text}");
+    assert!(frames.iter().any(|l| l.contains("linked_outer")), "gdb does not unwind into the linked caller:\n{text}");
+}
