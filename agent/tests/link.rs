@@ -49,6 +49,8 @@ fn dlsym(name: &str) -> Option<u64> {
 }
 
 static SINK: AtomicI32 = AtomicI32::new(0);
+/// The process's definition of link_basic.c's weak `shared_counter`.
+static SHARED_COUNTER: AtomicI32 = AtomicI32::new(40);
 extern "C" fn sink(v: c_int) {
     SINK.store(v, Ordering::SeqCst);
 }
@@ -112,6 +114,7 @@ fn link_basic(flags: &[&str], far: &FarPage) -> Result<LinkedObject, drti_agent:
         "sink" => Some(sink as *const () as usize as u64),
         "far_function" => Some(far.0),
         "far_data" => Some(far.0 + 64),
+        "shared_counter" => Some(SHARED_COUNTER.as_ptr() as u64),
         _ => dlsym(name),
     })
 }
@@ -132,6 +135,7 @@ fn check_basic(flags: &[&str]) {
     let dispatch: extern "C" fn(c_int, c_int) -> c_int = f(&obj, "dispatch");
     let fmt: extern "C" fn(*mut c_char, c_int) -> c_int = f(&obj, "fmt");
     let call_far: extern "C" fn(i64) -> i64 = f(&obj, "call_far");
+    let bump_shared: extern "C" fn() -> c_int = f(&obj, "bump_shared");
 
     assert_eq!(add_twice(3), (9 + 5) + (12 + 5));
     assert_eq!(get_hits(), 1, "bss starts at zero and is written");
@@ -153,6 +157,10 @@ fn check_basic(flags: &[&str]) {
     assert_eq!(dispatch(6, 4), 204);
     assert_eq!(dispatch(42, 0), -1);
     assert_eq!(call_far(1), 1078);
+    SHARED_COUNTER.store(40, Ordering::SeqCst);
+    assert_eq!(bump_shared(), 4107, "the process's shared_counter and the object's own_weak");
+    assert_eq!(SHARED_COUNTER.load(Ordering::SeqCst), 41);
+    assert_eq!(obj.symbol("shared_counter"), Some(SHARED_COUNTER.as_ptr() as u64));
     let mut out = [0 as c_char; 64];
     let n = fmt(out.as_mut_ptr(), 2);
     // SAFETY: snprintf wrote a NUL-terminated string into `out`.
@@ -304,6 +312,14 @@ fn have_gdb() -> bool {
 fn gdb_child_traps_in_linked_code() {
     if std::env::var_os("DRTI_LINK_GDB_CHILD").is_none() {
         return;
+    }
+    // libdrti_jit.so (if built) holds LLVM's own hidden GDB JIT descriptor: gdb must see
+    // ours next to it, as in an agent that still loads LLVM.
+    let jit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libdrti_jit.so");
+    if let Ok(path) = CString::new(jit.to_string_lossy().as_bytes()) {
+        // SAFETY: loading our own JIT library; nothing in it runs until called.
+        let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        println!("libdrti_jit.so loaded: {}", !h.is_null());
     }
     let obj = compile("link_trap.c", &["-fPIC", "-g"]);
     let linked = link(&obj, Some(near()), dlsym).unwrap();

@@ -11,6 +11,10 @@ const char *names[] = {"zero", "one", "two", "three"};
 extern int far_data;            /* the test maps it far away */
 extern long far_function(long); /* likewise */
 extern void sink(int);          /* a function of the test */
+/* Weak definitions: the process's definition wins when it has one (the test has
+ * shared_counter, not own_weak), as with inline functions' statics shared with a module. */
+__attribute__((weak)) int shared_counter;
+__attribute__((weak)) int own_weak = 7;
 
 static __attribute__((noinline)) int helper(int x) { return x * 3 + counter; }
 int add_twice(int a) { hits++; buf[a & 15] += a; return helper(a) + helper(a + 1); }
@@ -32,4 +36,5 @@ int dispatch(int k, int v) {
 }
 
 int fmt(char *out, int n) { return snprintf(out, 64, "n=%d %s", n, names[n & 3]); }
+int bump_shared(void) { return ++shared_counter * 100 + own_weak; }
 long call_far(long x) { return far_function(x) + far_data; }

@@ -56,6 +56,10 @@ pub struct Symbol<'data> {
     pub function: bool,
     pub global: bool,
     pub weak: bool,
+    /// A weak definition with default visibility: like ld.so, a definition the process
+    /// already has (asked through the resolver) wins, so an inline function's static
+    /// variable or a template instance copied into the object stays one object.
+    pub interposable: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,6 +165,11 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
         wanted.push((index.0, part, size, align, bytes, name, eh_frame));
     }
 
+    let mut loaded = vec![false; sections.len()];
+    for w in &wanted {
+        loaded[w.0] = true;
+    }
+
     // Symbols.
     let symtab_index = symtab.section().0;
     let mut symbols = Vec::with_capacity(symtab.len());
@@ -187,7 +196,7 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
         } else {
             match symtab.symbol_section(e, sym, SymbolIndex(index.0)).map_err(|x| bad(&x.to_string()))? {
                 Some(SectionIndex(s)) if s < sections.len() => {
-                    if wanted.iter().any(|w| w.0 == s) {
+                    if loaded[s] {
                         Place::Section(s)
                     } else {
                         Place::NotLoaded
@@ -206,6 +215,7 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
             function: st_type == elf::STT_FUNC,
             global: !sym.is_local(),
             weak: sym.is_weak(),
+            interposable: sym.is_weak() && sym.st_visibility() == elf::STV_DEFAULT && matches!(place, Place::Section(_)),
         });
     }
 
@@ -217,7 +227,7 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
             continue;
         }
         let target = sh.sh_info(e) as usize;
-        if !wanted.iter().any(|w| w.0 == target) {
+        if !loaded.get(target).copied().unwrap_or(false) {
             continue; // debug info and other unloaded sections
         }
         let name = sections.section_name(e, sh).ok().and_then(|n| std::str::from_utf8(n).ok()).unwrap_or("?");
@@ -246,7 +256,8 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
     // out of reach; inside the object everything is within MAX_SIZE).
     let (mut got, mut got_slot, mut stubs, mut stub_of) = (Vec::new(), HashMap::new(), Vec::new(), HashMap::new());
     for r in &relocations {
-        let outside = matches!(symbols[r.symbol].place, Place::Undefined | Place::Absolute);
+        let sym = &symbols[r.symbol];
+        let outside = matches!(sym.place, Place::Undefined | Place::Absolute) || sym.interposable;
         let needs_stub = r.kind == Kind::Plt32 && outside;
         if r.kind == Kind::GotPc32 || needs_stub {
             got_slot.entry(r.symbol).or_insert_with(|| {

@@ -113,8 +113,10 @@ pub fn gdb_entries() -> usize {
 }
 
 /// Link the relocatable object `object` into the process, near `near` (the module's load
-/// address) if possible. `resolve` gives the address of each undefined symbol; an
-/// unresolved weak symbol is 0, any other is an error.
+/// address) if possible. `resolve` gives the address of each undefined symbol (an
+/// unresolved weak one is 0, any other is an error) and of each weak default-visibility
+/// definition the process already has (the object's own is used otherwise). Called on
+/// the agent thread: it maps memory and registers with the unwinder and GDB.
 pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> Option<u64>) -> Result<LinkedObject, LinkError> {
     let page = memory::page_size();
     let plan = layout::plan(object, page)?;
@@ -129,6 +131,7 @@ pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> O
                 None => return Err(LinkError(format!("undefined symbol {:?}", s.name))),
             },
             Place::Absolute => outside[i] = Some(s.value),
+            Place::Section(_) if s.interposable => outside[i] = resolve(s.name),
             _ => {}
         }
     }
@@ -137,9 +140,12 @@ pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> O
     let base = map.base();
     let address = |i: usize| -> u64 {
         let s = &plan.symbols[i];
+        if let Some(a) = outside[i] {
+            return a;
+        }
         match s.place {
             Place::Section(sec) => base + plan.sections[sec].as_ref().map_or(0, |p| p.offset as u64) + s.value,
-            Place::Undefined | Place::Absolute => outside[i].unwrap_or(0),
+            Place::Undefined | Place::Absolute => 0,
             Place::NotLoaded | Place::Null => 0,
         }
     };
