@@ -209,10 +209,7 @@ fn cxx_exception_thrown_and_caught_in_linked_code() {
         return;
     }
     // The test binary is Rust: load libstdc++ so the object's C++ runtime symbols resolve.
-    let lib = CString::new("libstdc++.so.6").unwrap();
-    // SAFETY: loading the system C++ runtime library; it stays loaded.
-    if unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) }.is_null() {
-        println!("skip: libstdc++.so.6 cannot be loaded");
+    if !load_libstdcxx() {
         return;
     }
     for flags in [&["-fPIC"][..], &[]] {
@@ -353,4 +350,58 @@ fn gdb_backtrace_names_linked_functions() {
     let frames: Vec<&str> = text.lines().filter(|l| l.starts_with('#')).collect();
     assert!(frames.first().is_some_and(|l| l.contains("linked_trap_here")), "gdb does not name the linked function:\n{text}");
     assert!(frames.iter().any(|l| l.contains("linked_outer")), "gdb does not unwind into the linked caller:\n{text}");
+}
+
+fn load_libstdcxx() -> bool {
+    let lib = CString::new("libstdc++.so.6").unwrap();
+    // SAFETY: loading the system C++ runtime library; it stays loaded.
+    let ok = !unsafe { libc::dlopen(lib.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) }.is_null();
+    if !ok {
+        println!("skip: libstdc++.so.6 cannot be loaded");
+    }
+    ok
+}
+
+/// Corrupt objects (bytes flipped anywhere) are refused or linked, never a crash or a
+/// panic; nothing from them is ever called, but while each accepted one is linked (its
+/// .eh_frame registered) a good linked object throws and catches, so the unwinder meets
+/// whatever the bad one registered.
+#[test]
+fn corrupted_objects_never_crash_the_linker() {
+    let _g = serial();
+    if !have_clang() || !load_libstdcxx() {
+        return;
+    }
+    let good = link(&compile("link_eh.cpp", &["-fPIC"]), Some(near()), dlsym).unwrap();
+    let catcher: extern "C" fn(c_int) -> c_int = f(&good, "catcher");
+    let objects = [compile("link_basic.c", &["-fPIC"]), compile("link_eh.cpp", &["-fPIC"])];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut refused, mut linked) = (0, 0);
+    for round in 0..1500 {
+        let mut obj = objects[round % 2].clone();
+        for _ in 0..1 + next() % 4 {
+            let at = (next() % obj.len() as u64) as usize;
+            obj[at] = next() as u8;
+        }
+        match link(&obj, Some(near()), |n| dlsym(n).or(Some(0x1000))) {
+            Ok(l) => {
+                linked += 1;
+                assert_eq!(catcher(123), 123);
+                assert_eq!(catcher(-1), -1000);
+                // SAFETY: nothing of it was called.
+                unsafe { l.release() };
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    println!("corrupted objects: {refused} refused, {linked} linked (flips in unused bytes)");
+    assert!(refused > 100);
+    // SAFETY: no linked code runs any more.
+    unsafe { good.release() };
 }

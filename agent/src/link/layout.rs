@@ -90,6 +90,8 @@ pub struct Layout<'data> {
     /// `[start, end)` offsets of the text, read-only and data parts.
     pub parts: [(usize, usize); 3],
     pub total: usize,
+    /// The FDEs of each `.eh_frame` section (by section index).
+    pub fdes: Vec<(usize, Vec<super::eh_frame::Fde>)>,
 }
 
 fn err(msg: impl Into<String>) -> LinkError {
@@ -116,6 +118,7 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
     // Sections: decide what is loaded and where.
     let mut placed: Vec<Option<Placed>> = (0..sections.len()).map(|_| None).collect();
     let mut wanted: Vec<(usize, Part, usize, usize, &[u8], &str, bool)> = Vec::new();
+    let mut fdes = Vec::new();
     for (index, sh) in sections.enumerate() {
         let name = sections.section_name(e, sh).ok().and_then(|n| std::str::from_utf8(n).ok()).unwrap_or("?");
         let flags = sh.sh_flags(e);
@@ -159,15 +162,20 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
         } else {
             sh.data(e, data).map_err(|_| bad("contents lie outside the file"))?
         };
-        if eh_frame && ty == elf::SHT_NOBITS {
-            return Err(bad("empty .eh_frame"));
+        if eh_frame {
+            if ty == elf::SHT_NOBITS {
+                return Err(bad("without contents"));
+            }
+            fdes.push((index.0, super::eh_frame::check(bytes).map_err(|e| bad(&e))?));
         }
         wanted.push((index.0, part, size, align, bytes, name, eh_frame));
     }
 
     let mut loaded = vec![false; sections.len()];
+    let mut sizes = vec![0usize; sections.len()];
     for w in &wanted {
         loaded[w.0] = true;
+        sizes[w.0] = w.2;
     }
 
     // Symbols.
@@ -207,6 +215,11 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
                 None => return Err(bad(&format!("unsupported special section index {shndx:#x}"))),
             }
         };
+        if let Place::Section(s) = place {
+            if sym.st_value(e) > sizes[s] as u64 {
+                return Err(bad("value lies outside its section"));
+            }
+        }
         symbols.push(Symbol {
             name,
             place,
@@ -305,5 +318,5 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
         }
     }
     let total = align_up(at.max(1), page);
-    Ok(Layout { sections: placed, symbols, relocations, got, got_slot, got_offset, stubs, stub_of, stub_offset, parts, total })
+    Ok(Layout { sections: placed, symbols, relocations, got, got_slot, got_offset, stubs, stub_of, stub_offset, parts, total, fdes })
 }

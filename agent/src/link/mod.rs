@@ -173,7 +173,8 @@ pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> O
             if sec.data.len() < sec.size {
                 return Err(LinkError(format!("{} in a section without contents", what())));
             }
-            let p = base + sec.offset as u64 + r.offset;
+            // Wrapping: a corrupt offset is caught by `write_at` below, not by a panic here.
+            let p = (base + sec.offset as u64).wrapping_add(r.offset);
             let s = address(r.symbol);
             let value = match r.kind {
                 Kind::Abs64 | Kind::Abs32 | Kind::Abs32S => reloc::absolute(s, r.addend),
@@ -194,6 +195,15 @@ pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> O
             })?;
             reloc::write_at(&mut bytes[sec.offset..sec.offset + sec.size], r.offset, &field).map_err(|e| LinkError(format!("{}: {e}", what())))?;
         }
+    }
+
+    let text = (base + plan.parts[0].0 as u64, base + plan.parts[0].1 as u64);
+    for (index, fdes) in &plan.fdes {
+        let p = plan.sections[*index].as_ref().expect(".eh_frame is loaded");
+        // SAFETY: still read-write and unshared, as above; only read here.
+        let bytes = unsafe { map.bytes_mut() };
+        eh_frame::check_ranges(&bytes[p.offset..p.offset + p.size], base + p.offset as u64, fdes, text)
+            .map_err(|e| LinkError(format!("{}: {e}", p.name)))?;
     }
 
     let protect = |part: Part, prot| {
@@ -227,7 +237,6 @@ pub fn link(object: &[u8], near: Option<u64>, mut resolve: impl FnMut(&str) -> O
     }
 
     let gdb = Some(gdb::Registration::new(symfile_with_addresses(object, &plan, base)));
-    let text = (base + plan.parts[0].0 as u64, base + plan.parts[0].1 as u64);
     Ok(LinkedObject { symbols: out, gdb, eh_frames, text, in_reach, map })
 }
 
