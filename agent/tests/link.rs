@@ -202,6 +202,43 @@ fn c_calls_data_bss_jump_tables_and_far_symbols_default_pie() {
     }
 }
 
+/// -fno-plt: calls through `call *f@GOTPCREL(%rip)` (R_X86_64_GOTPCRELX).
+#[test]
+fn c_calls_data_bss_jump_tables_and_far_symbols_pic_no_plt() {
+    let _g = serial();
+    if have_clang() {
+        check_basic(&["-fPIC", "-fno-plt"]);
+    }
+}
+
+/// Without an address to stay near the mapping goes anywhere; PIC code reaches everything
+/// outside it through the GOT and stubs.
+#[test]
+fn pic_object_linked_anywhere() {
+    let _g = serial();
+    if !have_clang() {
+        return;
+    }
+    let far = FarPage::new();
+    let obj = compile("link_basic.c", &["-fPIC"]);
+    let linked = link(&obj, None, |name| match name {
+        "sink" => Some(sink as *const () as usize as u64),
+        "far_function" => Some(far.0),
+        "far_data" => Some(far.0 + 64),
+        _ => dlsym(name),
+    })
+    .unwrap();
+    assert!(!linked.in_reach());
+    let dispatch: extern "C" fn(c_int, c_int) -> c_int = f(&linked, "dispatch");
+    SINK.store(0, Ordering::SeqCst);
+    assert_eq!(dispatch(0, 5), 1);
+    assert_eq!(SINK.load(Ordering::SeqCst), 5);
+    assert_eq!(dispatch(2, 3), 5, "strlen(\"three\")");
+    assert_eq!(dispatch(4, 1), 1001);
+    // SAFETY: no linked code runs any more.
+    unsafe { linked.release() };
+}
+
 #[test]
 fn cxx_exception_thrown_and_caught_in_linked_code() {
     let _g = serial();

@@ -120,7 +120,7 @@ pub fn entries() -> usize {
     let mut n = 0;
     // SAFETY: the list is only modified under LOCK, which we hold; its entries are live.
     unsafe {
-        let mut e = (*(&raw const __jit_debug_descriptor)).first_entry;
+        let mut e = __jit_debug_descriptor.first_entry;
         while !e.is_null() {
             n += 1;
             e = (*e).next;
@@ -133,7 +133,7 @@ fn is_listed(entry: *const CodeEntry) -> bool {
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     // SAFETY: the list is only modified under LOCK, which we hold; its entries are live.
     unsafe {
-        let mut e = (*(&raw const __jit_debug_descriptor)).first_entry;
+        let mut e = __jit_debug_descriptor.first_entry;
         while !e.is_null() {
             if std::ptr::eq(e, entry) {
                 return true;

@@ -94,6 +94,17 @@ pub struct Layout<'data> {
     pub fdes: Vec<(usize, Vec<super::eh_frame::Fde>)>,
 }
 
+/// A section to load, before placement.
+struct Wanted<'data> {
+    index: usize,
+    part: Part,
+    size: usize,
+    align: usize,
+    bytes: &'data [u8],
+    name: &'data str,
+    eh_frame: bool,
+}
+
 fn err(msg: impl Into<String>) -> LinkError {
     LinkError(msg.into())
 }
@@ -117,7 +128,7 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
 
     // Sections: decide what is loaded and where.
     let mut placed: Vec<Option<Placed>> = (0..sections.len()).map(|_| None).collect();
-    let mut wanted: Vec<(usize, Part, usize, usize, &[u8], &str, bool)> = Vec::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     let mut fdes = Vec::new();
     for (index, sh) in sections.enumerate() {
         let name = sections.section_name(e, sh).ok().and_then(|n| std::str::from_utf8(n).ok()).unwrap_or("?");
@@ -168,14 +179,14 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
             }
             fdes.push((index.0, super::eh_frame::check(bytes).map_err(|e| bad(&e))?));
         }
-        wanted.push((index.0, part, size, align, bytes, name, eh_frame));
+        wanted.push(Wanted { index: index.0, part, size, align, bytes, name, eh_frame });
     }
 
     let mut loaded = vec![false; sections.len()];
     let mut sizes = vec![0usize; sections.len()];
     for w in &wanted {
-        loaded[w.0] = true;
-        sizes[w.0] = w.2;
+        loaded[w.index] = true;
+        sizes[w.index] = w.size;
     }
 
     // Symbols.
@@ -298,14 +309,11 @@ pub fn plan(data: &[u8], page: usize) -> Result<Layout<'_>, LinkError> {
             got_offset = at;
             at += 8 * got.len();
         }
-        for &(index, p, size, align, bytes, name, eh_frame) in &wanted {
-            if p != part {
-                continue;
-            }
-            at = align_up(at, align);
-            placed[index] = Some(Placed { name, offset: at, size, data: bytes, eh_frame });
+        for w in wanted.iter().filter(|w| w.part == part) {
+            at = align_up(at, w.align);
+            placed[w.index] = Some(Placed { name: w.name, offset: at, size: w.size, data: w.bytes, eh_frame: w.eh_frame });
             // .eh_frame is followed by the zero terminator libgcc's walk stops at.
-            at += size + if eh_frame { 4 } else { 0 };
+            at += w.size + if w.eh_frame { 4 } else { 0 };
         }
         if part == Part::Text && !stubs.is_empty() {
             at = align_up(at, STUB_SIZE);

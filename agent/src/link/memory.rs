@@ -36,7 +36,7 @@ impl Mapping {
     /// Map `len` bytes (a multiple of the page size) read-write, within reach of `near`
     /// if possible, else anywhere. Returns the mapping and whether it is in reach.
     pub fn new(len: usize, near: Option<u64>) -> io::Result<(Mapping, bool)> {
-        assert!(len > 0 && len % page_size() == 0);
+        assert!(len > 0 && len.is_multiple_of(page_size()));
         if let Some(near) = near {
             for hint in candidates(near, len as u64) {
                 if let Some(m) = try_map(len, Some(hint))? {
@@ -77,7 +77,7 @@ impl Mapping {
         if len == 0 {
             return Ok(());
         }
-        assert!(offset % page_size() == 0 && offset + len <= self.len);
+        assert!(offset.is_multiple_of(page_size()) && offset + len <= self.len);
         // SAFETY: the range lies inside our own mapping; changing its protection cannot
         // affect memory we do not own.
         let r = unsafe { libc::mprotect(self.base.add(offset).cast(), len, prot) };
