@@ -251,7 +251,9 @@ fn cxx_exception_thrown_and_caught_in_linked_code() {
     }
     for flags in [&["-fPIC"][..], &[]] {
         let obj = compile("link_eh.cpp", flags);
+        let t = std::time::Instant::now();
         let linked = link(&obj, Some(near()), dlsym).unwrap_or_else(|e| panic!("{flags:?}: {e}"));
+        println!("linked {} bytes of object in {:?}", obj.len(), t.elapsed());
         assert_eq!(linked.unwind_tables(), 1);
         let catcher: extern "C" fn(c_int) -> c_int = f(&linked, "catcher");
         assert_eq!(catcher(5), 22, "no exception");
@@ -303,9 +305,13 @@ fn refused_inputs_give_errors() {
 
     // Non-PIC code addresses its data with 32-bit absolute fields, which cannot hold an
     // address near this (PIE) executable: every such field is overflow-checked.
-    let far = FarPage::new();
-    let e = link_basic(&["-fno-pic"], &far).unwrap_err();
-    assert!(e.0.contains("does not fit"), "{e}");
+    if near() > 1 << 32 {
+        let far = FarPage::new();
+        let e = link_basic(&["-fno-pic"], &far).unwrap_err();
+        assert!(e.0.contains("does not fit"), "{e}");
+    } else {
+        println!("skip: this test binary is not position-independent, -fno-pic code may fit");
+    }
 }
 
 #[test]

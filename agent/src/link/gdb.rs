@@ -70,7 +70,7 @@ static LOCK: Mutex<()> = Mutex::new(());
 pub struct Registration {
     entry: *mut CodeEntry,
     // Read by GDB through `entry.symfile_addr`; must stay put until unregistered.
-    _symfile: Box<[u8]>,
+    symfile: Box<[u8]>,
 }
 
 // SAFETY: the entry is only touched under LOCK; the symfile is owned plain memory.
@@ -100,7 +100,7 @@ impl Registration {
             __jit_debug_register_code();
             (*d).action_flag = JIT_NOACTION;
         }
-        Registration { entry, _symfile: symfile }
+        Registration { entry, symfile }
     }
 
     /// Whether our descriptor's list holds this entry (for tests).
@@ -110,7 +110,7 @@ impl Registration {
 
     /// The object file GDB reads.
     pub fn symfile(&self) -> &[u8] {
-        &self._symfile
+        &self.symfile
     }
 }
 
