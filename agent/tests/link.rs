@@ -448,3 +448,44 @@ fn corrupted_objects_never_crash_the_linker() {
     // SAFETY: no linked code runs any more.
     unsafe { good.release() };
 }
+
+/// The agent links and releases on its own thread while application threads throw:
+/// registration and deregistration of unwind info race with unwinding elsewhere.
+#[test]
+fn exceptions_while_other_objects_are_linked_and_released() {
+    let _g = serial();
+    if !have_clang() || !load_libstdcxx() {
+        return;
+    }
+    let obj = compile("link_eh.cpp", &["-fPIC"]);
+    let thrower = link(&obj, Some(near()), dlsym).unwrap();
+    let catcher: extern "C" fn(c_int) -> c_int = f(&thrower, "catcher");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let throwing: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        assert_eq!(catcher(150), 150);
+                        assert_eq!(catcher(-3), -1000);
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        for _ in 0..300 {
+            let other = link(&obj, Some(near()), dlsym).unwrap();
+            let c: extern "C" fn(c_int) -> c_int = f(&other, "catcher");
+            assert_eq!(c(101), 101);
+            // SAFETY: only this thread ran `other`'s code, and it returned.
+            unsafe { other.release() };
+        }
+        stop.store(true, Ordering::Relaxed);
+        let throws: u64 = throwing.into_iter().map(|t| t.join().unwrap()).sum();
+        assert!(throws > 0);
+    });
+    // SAFETY: the throwing threads have ended.
+    unsafe { thrower.release() };
+}
