@@ -18,6 +18,7 @@ pub mod guardrails;
 pub mod jit_bridge;
 pub mod jitd_client;
 pub mod lifecycle;
+pub mod link;
 pub mod patch;
 pub mod policy;
 pub mod preload;
