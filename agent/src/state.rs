@@ -123,8 +123,8 @@ pub struct Agent {
     /// Decorated functions run their profiled twins while they wait for a decision
     /// (false in a fork child, whose modules are detached).
     pub profiling: bool,
-    /// Functions with a profiled entry whose slot rests at null: F runs unprofiled.
-    pub slot_off: std::collections::HashSet<(usize, u32)>,
+    /// Functions with a profiled entry whose slot rests at null (F runs unprofiled), and why.
+    pub slot_off: HashMap<(usize, u32), String>,
     /// Functions whose profiling stopped because every site calls outside decorated code
     /// (`policy::profiling_decided`), and the log's wording of why.
     pub decided: HashMap<(usize, u32), String>,
@@ -167,7 +167,7 @@ fn fresh(config: Config) -> Agent {
         policy_wait_until: None,
         replan: Vec::new(),
         profiling: true,
-        slot_off: Default::default(),
+        slot_off: HashMap::new(),
         decided: HashMap::new(),
         site_baseline: HashMap::new(),
         last_decide: None,
@@ -332,8 +332,10 @@ impl Agent {
                 let id = self.modules.len();
                 self.by_area.insert(m.runtime as usize, id);
                 for f in 0..h.n_functions {
-                    if m.profiled_entry(f).is_some() && (!profiling || unprofiled.contains(&(m.note_addr, f))) {
-                        self.slot_off.insert((id, f));
+                    if m.profiled_entry(f).is_some() && !profiling {
+                        self.slot_off.insert((id, f), "profiling is off in a fork child".into());
+                    } else if m.profiled_entry(f).is_some() && unprofiled.contains(&(m.note_addr, f)) {
+                        self.slot_off.insert((id, f), "its redirect slot did not hold null at attach".into());
                     }
                 }
                 self.modules.push(ModuleEntry {
@@ -391,7 +393,7 @@ impl Agent {
             tracing::info!(path = %m.path, "module retired: {why}");
         }
         self.revert_patches_touching(id, why);
-        self.slot_off.retain(|f| f.0 != id);
+        self.slot_off.retain(|f, _| f.0 != id);
         self.decided.retain(|f, _| f.0 != id);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.
@@ -460,12 +462,16 @@ impl Agent {
         let p = &mut self.patches[i];
         p.active = false;
         tracing::info!(function = %p.function, "patch reverted: {why}");
-        if rest == 0 {
-            self.slot_off.insert(p.owner);
+        let (owner, target) = (p.owner, p.record.target);
+        let has_twin = self.module(owner.0).and_then(|m| m.profiled_entry(owner.1)).is_some();
+        if rest == 0 && has_twin {
+            let why = self.off_reason(owner, FnStatus::Profiling);
+            self.slot_off.insert(owner, why);
         } else {
-            self.slot_off.remove(&p.owner);
+            self.slot_off.remove(&owner);
         }
-        self.code.retire(p.record.target);
+        self.code.retire(target);
+        let p = &self.patches[i];
         // F may be compiled again for whatever it calls next (another plugin loaded at
         // the same address gets edges and a compile of its own).
         if let Some(st) = self.functions.get_mut(&p.owner) {
@@ -486,9 +492,24 @@ impl Agent {
         m.profiled_entry(f.1).unwrap_or(0)
     }
 
+    /// Why F's slot rests at null, were F's status `status` (for the log and the dump).
+    fn off_reason(&self, f: (usize, u32), status: FnStatus) -> String {
+        if !self.profiling {
+            return "profiling is off in a fork child".into();
+        }
+        if status == FnStatus::Given {
+            let name = self.function_name(f.0, f.1);
+            return match self.compiles.iter().rev().find(|c| c.function == name && !c.ok).and_then(|c| c.error.clone()) {
+                Some(e) => format!("not compiled: {e}"),
+                None => "not compiled (given up)".into(),
+            };
+        }
+        self.decided.get(&f).cloned().unwrap_or_else(|| "no profiled entry".into())
+    }
+
     /// What F's slot holds while F has no F+ (what a redirect replaces).
     pub fn resting_now(&self, f: (usize, u32)) -> u64 {
-        if self.slot_off.contains(&f) {
+        if self.slot_off.contains_key(&f) {
             return 0;
         }
         self.module(f.0).and_then(|m| m.profiled_entry(f.1)).unwrap_or(0)
@@ -514,16 +535,12 @@ impl Agent {
             None => {} // closing: the module is retired once that dlclose is done
             Some(Err(e)) => tracing::warn!(function = %self.function_name(f.0, f.1), "profiling slot: {e}"),
             Some(Ok(())) => {
-                let why = match (status, self.decided.get(&f)) {
-                    (_, _) if want != 0 => "still to be decided",
-                    (FnStatus::Given, _) => "not compiled (given up or rejected)",
-                    (_, Some(why)) => why.as_str(),
-                    _ => "profiling is off",
-                };
-                tracing::info!(function = %self.function_name(f.0, f.1), "profiling {}: {why}", if want != 0 { "on" } else { "off" });
                 if want == 0 {
-                    self.slot_off.insert(f);
+                    let why = self.off_reason(f, status);
+                    tracing::info!(function = %self.function_name(f.0, f.1), "profiling off: {why}");
+                    self.slot_off.insert(f, why);
                 } else {
+                    tracing::info!(function = %self.function_name(f.0, f.1), "profiling on: it may be compiled again");
                     self.slot_off.remove(&f);
                 }
             }
@@ -537,7 +554,7 @@ impl Agent {
             self.decide_profiling();
             self.last_decide = Some(std::time::Instant::now());
         }
-        let mut fs: Vec<(usize, u32)> = self.functions.keys().chain(self.decided.keys()).chain(self.slot_off.iter()).copied().collect();
+        let mut fs: Vec<(usize, u32)> = self.functions.keys().chain(self.decided.keys()).chain(self.slot_off.keys()).copied().collect();
         fs.sort_unstable();
         fs.dedup();
         for f in fs {
@@ -564,7 +581,7 @@ impl Agent {
             // A queued function may wait for good (its hot edges call outside code and
             // the policy defers it): it is decided as well.
             let status = self.functions.get(&f).map(|s| s.0).unwrap_or_default();
-            if !matches!(status, FnStatus::Profiling | FnStatus::Queued) || self.decided.contains_key(&f) || self.slot_off.contains(&f) {
+            if !matches!(status, FnStatus::Profiling | FnStatus::Queued) || self.decided.contains_key(&f) || self.slot_off.contains_key(&f) {
                 continue;
             }
             let Some(rec) = self.module(f.0).and_then(|m| m.blob.function(f.1)) else { continue };
@@ -595,7 +612,7 @@ impl Agent {
             let mut off = Vec::new();
             for f in 0..m.blob.header().n_functions {
                 let (Some(slot), Some(prof)) = (m.redirect_slot(f), m.profiled_entry(f)) else { continue };
-                if self.slot_off.contains(&(id, f)) || self.patches.iter().any(|p| p.active && p.owner == (id, f)) {
+                if self.slot_off.contains_key(&(id, f)) || self.patches.iter().any(|p| p.active && p.owner == (id, f)) {
                     continue;
                 }
                 // SAFETY: no other thread exists, so no dlclose can unmap the object
@@ -605,7 +622,7 @@ impl Agent {
                     off.push((id, f));
                 }
             }
-            self.slot_off.extend(off);
+            self.slot_off.extend(off.into_iter().map(|f| (f, "profiling is off in a fork child".to_owned())));
         }
     }
 

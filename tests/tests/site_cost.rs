@@ -1,0 +1,85 @@
+//! Issue 11 item 4, "a decided site costs nothing": a decorated function F carries no
+//! sampling code of its own; its profiled twin F.prof does, and the agent sends F's calls
+//! there (through F's redirect slot) only while it still has to decide about F.
+
+use drti_tests::*;
+use std::process::Command;
+
+/// Rounds of 10000 indirect calls each the programs make (about a second of calls).
+const ROUNDS: u64 = 100_000;
+
+/// Runs `prog` (built from tests/progs/`prog`.c) without and with the agent; returns the
+/// dump and the agent's log.
+fn run_both(prog: &str) -> (bitcode_embed::dump::Dump, String) {
+    let dir = scratch(&format!("site_cost_{prog}"));
+    compile(&dir, "drti-cc", &[&format!("tests/progs/{prog}.c")], prog, &[]);
+    let rounds = ROUNDS.to_string();
+    let plain = run(&dir, prog, &[&rounds], None);
+    let dump = dir.join(format!("{prog}.json"));
+    let out = run(&dir, prog, &[&rounds], Some(&[("DRTI_LOG", "info"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    assert_eq!(stdout_ok(&out, prog), stdout_ok(&plain, prog), "output differs with the agent");
+    (read_dump_typed(&dump), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The dump's count of `caller`'s calls at its only site: an unbiased estimate of the
+/// calls made while its sites were profiled, so it stops growing once profiling is off.
+fn counted_calls(v: &bitcode_embed::dump::Dump, caller: &str) -> u64 {
+    v.edges.iter().filter(|e| e.caller == caller).map(|e| e.calls).sum()
+}
+
+#[test]
+fn a_function_whose_sites_call_only_outside_code_stops_being_profiled() {
+    let (v, log) = run_both("cost_outside");
+    let off = v.unprofiled.iter().find(|u| u.function == "batch");
+    assert!(off.is_some_and(|u| u.why.contains("outside decorated")), "batch still profiled at exit: {:?}\n{log}", v.unprofiled);
+    assert!(log.contains("profiling off"), "{log}");
+    // The program made ROUNDS * 10000 calls; with profiling on to the end (old code) the
+    // dump counts about all of them, once it is off only those before the decision.
+    let counted = counted_calls(&v, "batch");
+    let total = ROUNDS * 10_000;
+    assert!(counted > 0 && counted < total / 2, "{counted} of {total} calls were profiled:\n{log}");
+}
+
+#[test]
+fn a_function_the_jit_rejects_stops_being_profiled() {
+    let (v, log) = run_both("cost_rejected");
+    assert_eq!(v.edge("step", "twice").map(|e| e.state.as_str()), Some("rejected"), "{log}");
+    let off = v.unprofiled.iter().find(|u| u.function == "step");
+    assert!(off.is_some_and(|u| u.why.contains("setjmp")), "step still profiled at exit: {:?}\n{log}", v.unprofiled);
+    let counted = counted_calls(&v, "step");
+    let total = ROUNDS * 10_000;
+    assert!(counted > 0 && counted < total / 2, "{counted} of {total} calls were profiled:\n{log}");
+}
+
+/// The body of `name` in `objdump -dr` output (instructions and relocations).
+fn body<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
+    let head = format!("<{name}>:\n");
+    let start = listing.find(&head)? + head.len();
+    let rest = &listing[start..];
+    Some(&rest[..rest.find("\n\n").unwrap_or(rest.len())])
+}
+
+#[test]
+fn the_decorated_function_has_no_sampling_code_its_twin_has() {
+    let dir = scratch("site_cost_objdump");
+    compile(&dir, "drti-cc", &["tests/progs/cost_outside.c"], "cost_outside.o", &["-c"]);
+    let out = match Command::new("objdump").args(["-dr", "--no-show-raw-insn", "cost_outside.o"]).current_dir(&dir).output() {
+        Ok(o) if o.status.success() => o,
+        _ => {
+            println!("skip: objdump is not available");
+            return;
+        }
+    };
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let f = body(&listing, "batch").unwrap_or_else(|| panic!("no batch in:\n{listing}"));
+    let twin = body(&listing, "batch.drti.prof").unwrap_or_else(|| panic!("no profiled twin batch.drti.prof in:\n{listing}"));
+    // F: its redirect-slot check reads the runtime area (internal, so relocated against
+    // .bss, the program has no other zeroed data) once; no thread-local countdown, no
+    // hook load, no hook call.
+    let area_refs = |code: &str| code.lines().filter(|l| l.contains("R_X86_64") && (l.contains(".bss") || l.contains("__drti_runtime"))).count();
+    assert!(!f.contains("__drti_tls") && !f.contains(".tbss") && !f.contains("%fs:"), "batch has sampling code:\n{f}");
+    assert_eq!(area_refs(f), 1, "batch reads the runtime area more than once (slot check only):\n{f}");
+    // F.prof: the countdown (thread-local) and the hook in the runtime area.
+    assert!(twin.contains("%fs:"), "batch.drti.prof has no countdown:\n{twin}");
+    assert!(area_refs(twin) >= 1, "batch.drti.prof never reads the hook:\n{twin}");
+}
