@@ -517,8 +517,8 @@ impl Agent {
 
     /// Brings F's slot in line with F's status (see [`Self::resting_value`]), unless an F+
     /// is in it (its revert stores the right value).
-    fn settle(&mut self, f: (usize, u32)) {
-        if self.patches.iter().any(|p| p.active && p.owner == f) {
+    fn settle(&mut self, f: (usize, u32), patched: &std::collections::HashSet<(usize, u32)>) {
+        if patched.contains(&f) {
             return;
         }
         let Some(m) = self.module(f.0) else { return };
@@ -547,18 +547,20 @@ impl Agent {
         }
     }
 
-    /// Agent thread, once per round: turns off the profiling of functions decided about
-    /// since the last round and back on for those that may be compiled again.
+    /// Agent thread, every [`DECIDE_EVERY`]: turns off the profiling of functions decided
+    /// about since the last look and back on for those that may be compiled again.
     pub fn settle_slots(&mut self) {
-        if self.last_decide.is_none_or(|t| t.elapsed() >= DECIDE_EVERY) {
-            self.decide_profiling();
-            self.last_decide = Some(std::time::Instant::now());
+        if self.last_decide.is_some_and(|t| t.elapsed() < DECIDE_EVERY) {
+            return;
         }
+        self.last_decide = Some(std::time::Instant::now());
+        self.decide_profiling();
+        let patched: std::collections::HashSet<(usize, u32)> = self.patches.iter().filter(|p| p.active).map(|p| p.owner).collect();
         let mut fs: Vec<(usize, u32)> = self.functions.keys().chain(self.decided.keys()).chain(self.slot_off.keys()).copied().collect();
         fs.sort_unstable();
         fs.dedup();
         for f in fs {
-            self.settle(f);
+            self.settle(f, &patched);
         }
     }
 
@@ -566,6 +568,10 @@ impl Agent {
     /// outside decorated modules (`policy::profiling_decided`).
     fn decide_profiling(&mut self) {
         use crate::policy::{profiling_decided, SiteEvidence};
+        // Without the JIT the profile is the product (the dump's counts): keep it whole.
+        if !self.config.jit {
+            return;
+        }
         let mut evidence: HashMap<(usize, u32), SiteEvidence> = HashMap::new();
         for e in self.edges.map.iter() {
             let (id, site, _) = *e.key();
