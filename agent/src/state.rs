@@ -301,8 +301,8 @@ impl Agent {
                     // writable segment with n_sites counters after the header, and the
                     // object cannot be unmapped during this section.
                     unsafe { profile::attach(m.runtime, m.blob.header().n_sites) };
-                    // Only now that the hook is published may F.prof run (its sites call
-                    // the hook without checking it on their hot path).
+                    // Only now that the hook is published may F.prof run (its hot path
+                    // counts down without looking at the hook).
                     if profiling {
                         for f in 0..m.blob.header().n_functions {
                             let (Some(slot), Some(prof)) = (m.redirect_slot(f), m.profiled_entry(f)) else { continue };

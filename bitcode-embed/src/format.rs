@@ -58,7 +58,8 @@
 //! ([`FUNCTION_PATCHABLE`], slot [`FunctionRecord::slot`]) begins with
 //! `t = load atomic slots[k] (acquire); if t != null { musttail call t(args...) }`,
 //! then its own body. The agent publishes a compiled F+ with one release store of its
-//! address into the slot, re-points it with another store and reverts with a store of null:
+//! address into the slot, re-points it with another store and reverts with a store of
+//! F.prof's address (F is profiled again) or null (F runs unprofiled), see "Sampling":
 //! no code is written, so threads running F need no signal, trap or core serialisation of
 //! their own, whatever their signal mask. F+ has F's type, calling convention and parameter
 //! attributes, and `musttail` leaves no frame of F behind (unwinding and varargs pass
