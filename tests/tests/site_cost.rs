@@ -60,6 +60,26 @@ fn body<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
 }
 
 #[test]
+fn inspect_shows_the_profiled_twin_after_the_globals() {
+    let dir = scratch("site_cost_inspect");
+    compile(&dir, "drti-cc", &["tests/progs/cost_outside.c"], "cost_outside", &[]);
+    let out = Command::new(tool("drti")).args(["inspect", "--json", "cost_outside"]).current_dir(&dir).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let m = &v["modules"][0];
+    let globals = m["globals"].as_u64().unwrap();
+    let f = m["functions"].as_array().unwrap().iter().find(|f| f["name"] == "batch").unwrap();
+    // Address slot `globals` (the first after the globals') holds batch.drti.prof, whose
+    // code is in the binary; main has no sites and no twin.
+    assert_eq!(f["profiled_entry"].as_u64(), Some(globals), "{m:#}");
+    assert_eq!(m["address_slots"].as_u64(), Some(globals + 1), "{m:#}");
+    assert!(f["profiled_size"].as_u64().is_some_and(|s| s > 0), "{m:#}");
+    let main = m["functions"].as_array().unwrap().iter().find(|f| f["name"] == "main").unwrap();
+    assert!(main["profiled_entry"].is_null(), "{m:#}");
+    let text = Command::new(tool("drti")).args(["inspect", "cost_outside"]).current_dir(&dir).output().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains(&format!("profiled twin: address slot {globals}")));
+}
+
+#[test]
 fn the_decorated_function_has_no_sampling_code_its_twin_has() {
     let dir = scratch("site_cost_objdump");
     compile(&dir, "drti-cc", &["tests/progs/cost_outside.c"], "cost_outside.o", &["-c"]);
