@@ -103,3 +103,34 @@ fn the_decorated_function_has_no_sampling_code_its_twin_has() {
     assert!(twin.contains("%fs:"), "batch.drti.prof has no countdown:\n{twin}");
     assert!(area_refs(twin) >= 1, "batch.drti.prof never reads the hook:\n{twin}");
 }
+
+/// A fork child gets no agent thread and detached modules: the functions it inherited
+/// as profiled run unprofiled in it (their slots go to null), and its dump says so.
+#[test]
+fn a_fork_child_runs_its_functions_unprofiled() {
+    let dir = scratch("site_cost_fork");
+    compile(&dir, "drti-cc", &["tests/progs/rel_fork.c"], "rel_fork", &[]);
+    let args = ["300", "4", "0"];
+    let plain = stdout_ok(&run(&dir, "rel_fork", &args, None), "rel_fork");
+    let dump = dir.join("fork.json");
+    // A threshold never reached: apply() stays undecided, profiled to the end in the parent.
+    let out = run(&dir, "rel_fork", &args, Some(&[("DRTI_HOT_THRESHOLD", "1000000000"), ("DRTI_DUMP", dump.to_str().unwrap())]));
+    assert_eq!(stdout_ok(&out, "rel_fork"), plain);
+    let parent = read_dump_typed(&dump);
+    assert!(!parent.unprofiled.iter().any(|u| u.function == "apply"), "the parent stopped profiling apply: {:?}", parent.unprofiled);
+    let children: Vec<u32> = String::from_utf8_lossy(&out.stderr).lines().filter_map(|l| l.strip_prefix("child=")?.trim().parse().ok()).collect();
+    assert_eq!(children.len(), 4, "{}", describe(&out));
+    let mut checked = 0;
+    for pid in children {
+        let v = read_dump_typed(&std::path::PathBuf::from(format!("{}.{pid}", dump.display())));
+        // A child that inherited the parent's modules (not a fresh state: the parent's
+        // agent thread was not busy at the fork) turned their profiling off.
+        if v.fork_child_note.is_some() || v.modules.is_empty() {
+            continue;
+        }
+        let apply = v.unprofiled.iter().find(|u| u.function == "apply");
+        assert!(apply.is_some_and(|u| u.why.contains("fork child")), "child {pid} still profiles apply: {:?}", v.unprofiled);
+        checked += 1;
+    }
+    assert!(checked > 0, "no child inherited the parent's modules");
+}
