@@ -199,7 +199,9 @@ pub const FUNCTION_SKIPPED: u32 = 2;
 pub const FUNCTION_PATCHABLE: u32 = 4;
 /// The function has indirect calls but its entry cannot forward to an F+ (`musttail` is
 /// impossible: `inalloca`/`preallocated`/`byval` parameters, naked, an unusual calling
-/// convention, or the verifier refused it): no slot, sites not profiled, never compiled.
+/// convention, or the verifier refused it), or it can have no profiled twin (block
+/// addresses taken, computed or asm goto, inline assembly defining symbols or sections:
+/// code the JIT refuses to copy as well): no slot, sites not profiled, never compiled.
 pub const FUNCTION_NO_REDIRECT: u32 = 8;
 
 /// One profiled indirect call site.

@@ -93,8 +93,9 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         let mut calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
         let mut flags = if skipped { FUNCTION_SKIPPED } else { 0 };
         if !calls.is_empty() {
-            // Only a function the agent can redirect is worth profiling.
-            if redirect_blocker(f).is_some() {
+            // Only a function the agent can redirect to a twin (and later to an F+) is
+            // worth profiling.
+            if redirect_blocker(f).or_else(|| clone_blocker(f)).is_some() {
                 flags |= FUNCTION_NO_REDIRECT;
                 calls.clear();
             } else {
@@ -209,6 +210,73 @@ fn redirect_blocker(f: LLVMValueRef) -> Option<String> {
             // SAFETY: as above; a missing attribute reads as null.
             if unsafe { !LLVMGetEnumAttributeAtIndex(f, i, ir::enum_attr_kind(attr)).is_null() } {
                 return Some(format!("{attr} parameter"));
+            }
+        }
+    }
+    None
+}
+
+/// Assembler directives that place code or data elsewhere or define symbols: a copy of
+/// the function would define them twice.
+const ASM_DIRECTIVES: &[&str] = &[
+    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
+    ".symver", ".set", ".equ", ".equiv", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
+];
+
+/// Why `f` cannot have a profiled twin (a clone that behaves exactly as `f`), if it cannot:
+/// its block addresses name `f`'s own blocks (computed goto, asm goto: the twin would jump
+/// into `f`'s code with its own registers and frame), or its inline assembly defines
+/// symbols, labels or sections (the twin would define them a second time). The JIT refuses
+/// to copy such functions too, so nothing is lost by not profiling them.
+fn clone_blocker(f: LLVMValueRef) -> Option<String> {
+    // SAFETY: `f` is a live function; its uses, instructions and operands are only read.
+    unsafe {
+        let mut u = LLVMGetFirstUse(f);
+        while !u.is_null() {
+            if !LLVMIsABlockAddress(LLVMGetUser(u)).is_null() {
+                return Some("its block addresses are taken".into());
+            }
+            u = LLVMGetNextUse(u);
+        }
+        for inst in ir::instructions(f) {
+            match LLVMGetInstructionOpcode(inst) {
+                llvm_sys::LLVMOpcode::LLVMIndirectBr => return Some("computed goto".into()),
+                llvm_sys::LLVMOpcode::LLVMCallBr => return Some("asm goto".into()),
+                llvm_sys::LLVMOpcode::LLVMCall | llvm_sys::LLVMOpcode::LLVMInvoke => {
+                    let callee = LLVMGetCalledValue(inst);
+                    if !LLVMIsAInlineAsm(callee).is_null() {
+                        let mut len = 0;
+                        let p = LLVMGetInlineAsmAsmString(callee, &mut len);
+                        let text = if p.is_null() { String::new() } else { String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned() };
+                        if let Some(why) = asm_defines_symbols(&text) {
+                            return Some(why);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for i in 0..LLVMGetNumOperands(inst).max(0) as u32 {
+                let op = LLVMGetOperand(inst, i);
+                if !op.is_null() && !LLVMIsABlockAddress(op).is_null() {
+                    return Some("it takes block addresses".into());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether inline-assembly `text` defines symbols, named labels or switches sections
+/// (numeric local labels such as `1:` may be defined any number of times).
+fn asm_defines_symbols(text: &str) -> Option<String> {
+    for stmt in text.split(['\n', ';']).map(str::trim) {
+        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
+            return Some(format!("inline assembly with {d}"));
+        }
+        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
+            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
+            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(format!("inline assembly defining label {label}"));
             }
         }
     }
@@ -670,5 +738,25 @@ impl Builder {
             LLVMSetLinkage(used, llvm_sys::LLVMLinkage::LLVMAppendingLinkage);
             LLVMSetSection(used, c"llvm.metadata".as_ptr());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asm_defines_symbols;
+
+    #[test]
+    fn assembly_a_twin_cannot_repeat_is_recognised() {
+        // Fine to copy: plain instructions, numeric local labels, per-instance labels.
+        assert_eq!(asm_defines_symbols("nop"), None);
+        assert_eq!(asm_defines_symbols("1: dec %eax\n\tjnz 1b"), None);
+        assert_eq!(asm_defines_symbols("lbl_%=: nop"), None);
+        assert_eq!(asm_defines_symbols("movl %fs:0, %eax"), None);
+        assert_eq!(asm_defines_symbols(""), None);
+        // Not fine: a named label, a section switch, a symbol definition.
+        assert!(asm_defines_symbols("my_label: nop").is_some());
+        assert!(asm_defines_symbols(".pushsection .data\n.byte 1\n.popsection").is_some());
+        assert!(asm_defines_symbols("nop; .globl foo").is_some());
+        assert!(asm_defines_symbols(".set x, 1").is_some());
     }
 }

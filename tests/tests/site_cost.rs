@@ -134,3 +134,21 @@ fn a_fork_child_runs_its_functions_unprofiled() {
     }
     assert!(checked > 0, "no child inherited the parent's modules");
 }
+
+/// A function whose block addresses are taken (computed goto) or whose inline assembly
+/// switches sections gets no profiled twin (a clone would jump into the original's blocks
+/// or define its data twice): it is not redirectable, not profiled, and runs as built.
+#[test]
+fn functions_a_clone_would_change_get_no_twin() {
+    let dir = scratch("site_cost_goto");
+    compile(&dir, "drti-cc", &["tests/progs/cost_computed_goto.c"], "goto", &["-g"]);
+    let plain = run(&dir, "goto", &[], None);
+    let out = run(&dir, "goto", &[], Some(&[("DRTI_HOT_THRESHOLD", "100")]));
+    assert_eq!(stdout_ok(&out, "goto"), stdout_ok(&plain, "goto"), "{}", describe(&out));
+    let js = Command::new(tool("drti")).args(["inspect", "--json", "goto"]).current_dir(&dir).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&js.stdout).unwrap();
+    for name in ["interp", "tagged"] {
+        let f = v["modules"][0]["functions"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap_or_else(|| panic!("{name}: {v:#}"));
+        assert!(f["flags"].as_array().unwrap().iter().any(|x| x == "no-redirect") && f["profiled_entry"].is_null(), "{name}: {f:#}");
+    }
+}
