@@ -214,9 +214,10 @@ pub struct SiteEvidence {
     pub open: bool,
 }
 
-/// Samples a site needs before its evidence counts: at the agent's target rate, a few
-/// tens of milliseconds of a busy site; a site that rarely runs costs little anyway.
-pub const DECIDED_SAMPLES: u64 = 128;
+/// Samples a site needs before its evidence counts: a target with 1% of the site's calls
+/// is missing from them with probability 0.99^512 < 1%. At the agent's target rate that
+/// is some 50 ms of a busy site; a site that rarely runs costs little anyway.
+pub const DECIDED_SAMPLES: u64 = 512;
 
 /// Whether profiling a function whose sites show `sites` can stop: it has sites, and each
 /// has [`DECIDED_SAMPLES`] samples, all of them of targets outside decorated code (or
