@@ -7,7 +7,9 @@
 //! (`bitcode_embed::format`, "Redirect slots"). So:
 //! * `Patcher::redirect` publishes F+ with one release store of its address: calls that
 //!   load the slot afterwards run F+, calls that loaded null run F's own body, and no call
-//!   sees anything else. `retarget` stores a newer F+, `revert` stores null.
+//!   sees anything else. `retarget` stores a newer F+, `revert` stores null (or, `revert_to`,
+//!   F's profiled twin F.prof); `set_resting` switches a slot without F+ between null and
+//!   F.prof (profiling off / on).
 //! * No code is written: text stays r-x, no int3, no SIGTRAP handler, no /proc/self/mem.
 //!   A thread that blocks every signal runs F like any other.
 //! * Before the first store of a new F+ every thread of the process executes a
