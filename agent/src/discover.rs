@@ -68,7 +68,7 @@ pub struct Module {
     /// never reads the object's memory for it after a dlclose began). Its references
     /// live as long as this Module: copy what must outlive it.
     pub blob: Blob<'static>,
-    /// The address table, `n_globals` slots, copied at attach (final by then: the
+    /// The address table, `n_addrs` slots (globals, then profiled entries), copied at attach (final by then: the
     /// loader relocates it before the object's code can run).
     pub addrs: Box<[u64]>,
     /// Owner of the bytes `blob` borrows.
@@ -77,6 +77,8 @@ pub struct Module {
     pub runtime: *mut RuntimeAreaHeader,
     /// Defined, non-skipped functions by run-time address → function index.
     pub function_at: HashMap<u64, u32>,
+    /// The object's PT_LOAD ranges `(start, size)`: a profiled entry must lie in them.
+    owns_code: Vec<(u64, u64)>,
 }
 
 // SAFETY: the raw pointer names memory of the loaded object that is only written through
@@ -102,6 +104,18 @@ impl Module {
         // found the whole area inside the module.
         (r.flags & FUNCTION_PATCHABLE != 0 && r.slot != NO_SLOT)
             .then(|| self.runtime as u64 + runtime_slots_offset(self.blob.header().n_sites) + r.slot as u64 * 8)
+    }
+
+    /// Run-time address of function `f`'s profiled twin F.prof (the same function with
+    /// sampling code at its sites, `bitcode_embed::format`, "Sampling"), if it has one and
+    /// the loader resolved it inside this object.
+    pub fn profiled_entry(&self, f: u32) -> Option<u64> {
+        let r = self.blob.function(f)?;
+        if r.profiled == bitcode_embed::format::NO_PROFILED || r.profiled < self.blob.header().n_globals {
+            return None;
+        }
+        let addr = self.addrs.get(r.profiled as usize).copied().unwrap_or(0);
+        (addr != 0 && self.owns_code.iter().any(|&(s, n)| addr >= s && addr < s + n)).then_some(addr)
     }
 
     /// Whether `addr` lies in this object's loaded segments (not an interposer elsewhere).
@@ -133,7 +147,7 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
     for found in find_modules(&space, &notes) {
         match found {
             Ok(m) => {
-                let n = m.blob.header().n_globals as usize;
+                let n = m.blob.header().n_addrs as usize;
                 // SAFETY: find_modules checked the table lies inside a loaded segment;
                 // slots are u64 written by the loader's relocations before our code runs.
                 let addrs: Box<[u64]> = unsafe { std::slice::from_raw_parts(m.addrs_addr() as *const u64, n) }.into();
@@ -162,6 +176,7 @@ pub fn modules_of(obj: &LoadedObject) -> (Vec<Module>, Vec<String>) {
                     _copy: copy,
                     runtime: m.runtime_addr() as *mut RuntimeAreaHeader,
                     function_at,
+                    owns_code: obj.loads.clone(),
                 });
             }
             Err((addr, e)) => warnings.push(format!(

@@ -7,7 +7,7 @@
 
 use crate::config::Config;
 use crate::state::Agent;
-use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DUMP_VERSION};
+use bitcode_embed::dump::{Dump, DumpCompile, DumpDeferred, DumpEdge, DumpModule, DumpPatch, DumpUnprofiled, DUMP_VERSION};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, Ordering};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -199,6 +199,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
         edges,
         compiles,
         patches,
+        unprofiled: agent.slot_off.iter().map(|(&(m, f), why)| DumpUnprofiled { function: agent.function_name(m, f), why: why.clone() }).collect(),
     }
 }
 

@@ -204,6 +204,29 @@ pub fn evidence_needed(threshold: u64, deopts: u32) -> u64 {
     threshold.saturating_mul(1u64 << deopts.min(16))
 }
 
+/// What the edges of one profiled call site say, for [`profiling_decided`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SiteEvidence {
+    /// Samples of the site since its function's profiling (re)started.
+    pub samples: u64,
+    /// Some target of the site is decorated code the JIT has not rejected: inlining it may
+    /// still pay.
+    pub open: bool,
+}
+
+/// Samples a site needs before its evidence counts: a target with 1% of the site's calls
+/// is missing from them with probability 0.99^512 < 1%. At the agent's target rate that
+/// is some 50 ms of a busy site; a site that rarely runs costs little anyway.
+pub const DECIDED_SAMPLES: u64 = 512;
+
+/// Whether profiling a function whose sites show `sites` can stop: it has sites, and each
+/// has [`DECIDED_SAMPLES`] samples, all of them of targets outside decorated code (or
+/// rejected by the JIT). Nothing it calls could be inlined, so its sites should cost
+/// nothing (profiling restarts when a new module is loaded).
+pub fn profiling_decided(sites: &[SiteEvidence]) -> bool {
+    !sites.is_empty() && sites.iter().all(|s| s.samples >= DECIDED_SAMPLES && !s.open)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,5 +301,19 @@ mod tests {
         assert_eq!(evidence_needed(100, 0), 100);
         assert_eq!(evidence_needed(100, 2), 400);
         assert_eq!(evidence_needed(u64::MAX, 3), u64::MAX);
+    }
+
+    #[test]
+    fn profiling_stops_only_when_every_site_calls_outside_with_enough_evidence() {
+        let out = SiteEvidence { samples: DECIDED_SAMPLES, open: false };
+        assert!(profiling_decided(&[out]));
+        assert!(profiling_decided(&[out, SiteEvidence { samples: 10 * DECIDED_SAMPLES, open: false }]));
+        // No sites: nothing to decide (such a function has no profiled entry anyway).
+        assert!(!profiling_decided(&[]));
+        // Too few samples at one site.
+        assert!(!profiling_decided(&[out, SiteEvidence { samples: DECIDED_SAMPLES - 1, open: false }]));
+        // One site reaches decorated code that may still be inlined.
+        assert!(!profiling_decided(&[out, SiteEvidence { samples: 1000, open: true }]));
+        assert!(!profiling_decided(&[SiteEvidence { samples: 0, open: false }]));
     }
 }

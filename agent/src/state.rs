@@ -120,7 +120,23 @@ pub struct Agent {
     pub replan: Vec<(usize, u32)>,
     /// The policy deferred every waiting compile: do not ask again before this.
     pub policy_wait_until: Option<std::time::Instant>,
+    /// Decorated functions run their profiled twins while they wait for a decision
+    /// (false in a fork child, whose modules are detached).
+    pub profiling: bool,
+    /// Functions with a profiled entry whose slot rests at null (F runs unprofiled), and why.
+    pub slot_off: HashMap<(usize, u32), String>,
+    /// Functions whose profiling stopped because every site calls outside decorated code
+    /// (`policy::profiling_decided`), and the log's wording of why.
+    pub decided: HashMap<(usize, u32), String>,
+    /// Samples a site had when its function's profiling last restarted (a new module may
+    /// be what its sites call now): the decision counts only later ones.
+    pub site_baseline: HashMap<(usize, u32), u64>,
+    /// When `decide_profiling` last ran.
+    pub last_decide: Option<std::time::Instant>,
 }
+
+/// How often the agent looks for functions whose profiling can stop.
+const DECIDE_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The state, leaked once created; a fork child may swap in a fresh one (see `after_fork`).
 static STATE: AtomicPtr<Mutex<Agent>> = AtomicPtr::new(std::ptr::null_mut());
@@ -150,6 +166,11 @@ fn fresh(config: Config) -> Agent {
         deferred: HashMap::new(),
         policy_wait_until: None,
         replan: Vec::new(),
+        profiling: true,
+        slot_off: HashMap::new(),
+        decided: HashMap::new(),
+        site_baseline: HashMap::new(),
+        last_decide: None,
     }
 }
 
@@ -200,7 +221,10 @@ pub fn after_fork() {
         }
     };
     match try_lock() {
-        Some(mut a) => child(&mut a.config),
+        Some(mut a) => {
+            child(&mut a.config);
+            a.profiling_off_in_child();
+        }
         None => {
             // The inherited state may be mid-update: do not read it.
             let mut config = INITIAL_CONFIG.get().cloned().unwrap_or_default();
@@ -264,6 +288,8 @@ impl Agent {
             let known: Vec<u64> = self.modules.iter().filter_map(|e| e.live.as_ref()).filter(|m| m.base == obj.base).map(|m| m.note_addr).collect();
             // Reading the object's notes and metadata, and attaching its sites, happen
             // while a dlclose of it is held off.
+            let profiling = self.profiling;
+            let mut unprofiled = Vec::new();
             let attached = crate::lifecycle::touching(&[obj.base], || {
                 let (found, warnings) = modules_of(obj);
                 let mut fresh = Vec::new();
@@ -275,6 +301,19 @@ impl Agent {
                     // writable segment with n_sites counters after the header, and the
                     // object cannot be unmapped during this section.
                     unsafe { profile::attach(m.runtime, m.blob.header().n_sites) };
+                    // Only now that the hook is published may F.prof run (its hot path
+                    // counts down without looking at the hook).
+                    if profiling {
+                        for f in 0..m.blob.header().n_functions {
+                            let (Some(slot), Some(prof)) = (m.redirect_slot(f), m.profiled_entry(f)) else { continue };
+                            // SAFETY: the slot is F's and `prof` its profiled entry, both
+                            // in this object, mapped for this section.
+                            if let Err(e) = unsafe { crate::patch::set_resting(slot, 0, prof) } {
+                                tracing::warn!(path = %m.path, function = m.blob.function_name(f), "not profiled: {e}");
+                                unprofiled.push((m.note_addr, f));
+                            }
+                        }
+                    }
                     fresh.push(m);
                 }
                 (fresh, warnings)
@@ -292,6 +331,13 @@ impl Agent {
                 tracing::info!(path = %m.path, source = m.blob.source_name(), functions = h.n_functions, sites = h.n_sites, "decorated module found");
                 let id = self.modules.len();
                 self.by_area.insert(m.runtime as usize, id);
+                for f in 0..h.n_functions {
+                    if m.profiled_entry(f).is_some() && !profiling {
+                        self.slot_off.insert((id, f), "profiling is off in a fork child".into());
+                    } else if m.profiled_entry(f).is_some() && unprofiled.contains(&(m.note_addr, f)) {
+                        self.slot_off.insert((id, f), "its redirect slot did not hold null at attach".into());
+                    }
+                }
                 self.modules.push(ModuleEntry {
                     path: m.path.clone(),
                     source: m.blob.source_name().to_owned(),
@@ -306,6 +352,16 @@ impl Agent {
             }
         }
         if attached_any {
+            // Functions that called only outside code may call into the new module: they
+            // are profiled again, and decide on fresh samples only.
+            for (f, _) in std::mem::take(&mut self.decided) {
+                let Some(rec) = self.module(f.0).and_then(|m| m.blob.function(f.1)) else { continue };
+                for site in rec.first_site..rec.first_site + rec.n_sites {
+                    let samples = self.edges.of_site(f.0, site).iter().map(|(_, e)| e.samples).sum();
+                    self.site_baseline.insert((f.0, site), samples);
+                }
+                tracing::info!(function = %self.function_name(f.0, f.1), "profiling on again: a new module was loaded");
+            }
             // Calls into a module that arrived after they were first seen were resolved
             // as outside code: they may be decorated now.
             let outside: Vec<(crate::edges::EdgeKey, u64)> =
@@ -337,6 +393,8 @@ impl Agent {
             tracing::info!(path = %m.path, "module retired: {why}");
         }
         self.revert_patches_touching(id, why);
+        self.slot_off.retain(|f, _| f.0 != id);
+        self.decided.retain(|f, _| f.0 != id);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.
         let gone: Vec<crate::edges::EdgeKey> = self
@@ -387,10 +445,12 @@ impl Agent {
             return true;
         }
         let owner = self.modules.get(p.owner.0).and_then(|e| e.live.as_ref()).map(|m| m.base);
+        // F may be compiled again: back to F.prof while profiling is on, else to F.
+        let rest = self.resting_value(p.owner, FnStatus::Profiling);
         if let (Some(base), Some(Ok(patcher))) = (owner, &self.patcher) {
             // SAFETY: the slot lies in F's object, which is mapped and not closing for the
-            // duration of this `touching` section.
-            match crate::lifecycle::touching(&[base], || unsafe { patcher.revert(&p.record) }) {
+            // duration of this `touching` section; `rest` is null or F's profiled entry.
+            match crate::lifecycle::touching(&[base], || unsafe { patcher.revert_to(&p.record, rest) }) {
                 None => return false,
                 Some(Err(e)) => {
                     tracing::warn!(function = %p.function, "could not revert patch: {e}");
@@ -402,7 +462,16 @@ impl Agent {
         let p = &mut self.patches[i];
         p.active = false;
         tracing::info!(function = %p.function, "patch reverted: {why}");
-        self.code.retire(p.record.target);
+        let (owner, target) = (p.owner, p.record.target);
+        let has_twin = self.module(owner.0).and_then(|m| m.profiled_entry(owner.1)).is_some();
+        if rest == 0 && has_twin {
+            let why = self.off_reason(owner, FnStatus::Profiling);
+            self.slot_off.insert(owner, why);
+        } else {
+            self.slot_off.remove(&owner);
+        }
+        self.code.retire(target);
+        let p = &self.patches[i];
         // F may be compiled again for whatever it calls next (another plugin loaded at
         // the same address gets edges and a compile of its own).
         if let Some(st) = self.functions.get_mut(&p.owner) {
@@ -410,6 +479,157 @@ impl Agent {
             st.2 = None;
         }
         true
+    }
+
+    /// What F's slot should hold while F has no F+, were F's status `status`: F.prof
+    /// while F is being profiled, null once the agent has decided about F (given up,
+    /// rejected, every site calls outside decorated code) or profiling is off.
+    pub fn resting_value(&self, f: (usize, u32), status: FnStatus) -> u64 {
+        let Some(m) = self.module(f.0) else { return 0 };
+        if !self.profiling || status == FnStatus::Given || self.decided.contains_key(&f) {
+            return 0;
+        }
+        m.profiled_entry(f.1).unwrap_or(0)
+    }
+
+    /// Why F's slot rests at null, were F's status `status` (for the log and the dump).
+    fn off_reason(&self, f: (usize, u32), status: FnStatus) -> String {
+        if !self.profiling {
+            return "profiling is off in a fork child".into();
+        }
+        if status == FnStatus::Given {
+            let name = self.function_name(f.0, f.1);
+            return match self.compiles.iter().rev().find(|c| c.function == name && !c.ok).and_then(|c| c.error.clone()) {
+                Some(e) => format!("not compiled: {e}"),
+                None => "not compiled (given up)".into(),
+            };
+        }
+        self.decided.get(&f).cloned().unwrap_or_else(|| "no profiled entry".into())
+    }
+
+    /// What F's slot holds while F has no F+ (what a redirect replaces).
+    pub fn resting_now(&self, f: (usize, u32)) -> u64 {
+        if self.slot_off.contains_key(&f) {
+            return 0;
+        }
+        self.module(f.0).and_then(|m| m.profiled_entry(f.1)).unwrap_or(0)
+    }
+
+    /// Brings F's slot in line with F's status (see [`Self::resting_value`]), unless an F+
+    /// is in it (its revert stores the right value).
+    fn settle(&mut self, f: (usize, u32), patched: &std::collections::HashSet<(usize, u32)>) {
+        if patched.contains(&f) {
+            return;
+        }
+        let Some(m) = self.module(f.0) else { return };
+        let (Some(slot), Some(_)) = (m.redirect_slot(f.1), m.profiled_entry(f.1)) else { return };
+        let base = m.base;
+        let status = self.functions.get(&f).map(|s| s.0).unwrap_or_default();
+        let (now, want) = (self.resting_now(f), self.resting_value(f, status));
+        if now == want {
+            return;
+        }
+        // SAFETY: the slot is F's and both values are null or F's profiled entry, in F's
+        // object, mapped and not closing during this `touching` section.
+        match crate::lifecycle::touching(&[base], || unsafe { crate::patch::set_resting(slot, now, want) }) {
+            None => {} // closing: the module is retired once that dlclose is done
+            Some(Err(e)) => tracing::warn!(function = %self.function_name(f.0, f.1), "profiling slot: {e}"),
+            Some(Ok(())) => {
+                if want == 0 {
+                    let why = self.off_reason(f, status);
+                    tracing::info!(function = %self.function_name(f.0, f.1), "profiling off: {why}");
+                    self.slot_off.insert(f, why);
+                } else {
+                    tracing::info!(function = %self.function_name(f.0, f.1), "profiling on: it may be compiled again");
+                    self.slot_off.remove(&f);
+                }
+            }
+        }
+    }
+
+    /// Agent thread, every [`DECIDE_EVERY`]: turns off the profiling of functions decided
+    /// about since the last look and back on for those that may be compiled again.
+    pub fn settle_slots(&mut self) {
+        if self.last_decide.is_some_and(|t| t.elapsed() < DECIDE_EVERY) {
+            return;
+        }
+        self.last_decide = Some(std::time::Instant::now());
+        self.decide_profiling();
+        let patched: std::collections::HashSet<(usize, u32)> = self.patches.iter().filter(|p| p.active).map(|p| p.owner).collect();
+        let mut fs: Vec<(usize, u32)> = self.functions.keys().chain(self.decided.keys()).chain(self.slot_off.keys()).copied().collect();
+        fs.sort_unstable();
+        fs.dedup();
+        for f in fs {
+            self.settle(f, &patched);
+        }
+    }
+
+    /// Marks the functions being profiled whose every site, by now, calls only code
+    /// outside decorated modules (`policy::profiling_decided`).
+    fn decide_profiling(&mut self) {
+        use crate::policy::{profiling_decided, SiteEvidence};
+        // Without the JIT the profile is the product (the dump's counts): keep it whole.
+        if !self.config.jit {
+            return;
+        }
+        let mut evidence: HashMap<(usize, u32), SiteEvidence> = HashMap::new();
+        for e in self.edges.map.iter() {
+            let (id, site, _) = *e.key();
+            let x = evidence.entry((id, site)).or_default();
+            x.samples += e.samples;
+            x.open |= matches!(e.callee, Callee::Decorated { .. }) && e.state != crate::edges::EdgeState::Rejected;
+        }
+        let mut candidates: Vec<(usize, u32)> =
+            evidence.keys().filter_map(|&(id, site)| self.module(id).and_then(|m| m.blob.site(site)).map(|s| (id, s.function))).collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        for f in candidates {
+            // A queued function may wait for good (its hot edges call outside code and
+            // the policy defers it): it is decided as well.
+            let status = self.functions.get(&f).map(|s| s.0).unwrap_or_default();
+            if !matches!(status, FnStatus::Profiling | FnStatus::Queued) || self.decided.contains_key(&f) || self.slot_off.contains_key(&f) {
+                continue;
+            }
+            let Some(rec) = self.module(f.0).and_then(|m| m.blob.function(f.1)) else { continue };
+            let sites: Vec<SiteEvidence> = (rec.first_site..rec.first_site + rec.n_sites)
+                .map(|s| {
+                    let mut x = evidence.get(&(f.0, s)).copied().unwrap_or_default();
+                    x.samples = x.samples.saturating_sub(self.site_baseline.get(&(f.0, s)).copied().unwrap_or(0));
+                    x
+                })
+                .collect();
+            if profiling_decided(&sites) {
+                self.decided.insert(f, "every site calls only code outside decorated modules".into());
+                self.pending.retain(|&p| p != f);
+                self.deferred.remove(&f);
+                if let Some(st) = self.functions.get_mut(&f) {
+                    st.0 = FnStatus::Profiling;
+                }
+            }
+        }
+    }
+
+    /// Fork child (only this thread exists; modules are detached): every slot resting at
+    /// F.prof goes to null, so the child runs F without sampling code.
+    fn profiling_off_in_child(&mut self) {
+        self.profiling = false;
+        for id in 0..self.modules.len() {
+            let Some(m) = self.module(id) else { continue };
+            let mut off = Vec::new();
+            for f in 0..m.blob.header().n_functions {
+                let (Some(slot), Some(prof)) = (m.redirect_slot(f), m.profiled_entry(f)) else { continue };
+                if self.slot_off.contains_key(&(id, f)) || self.patches.iter().any(|p| p.active && p.owner == (id, f)) {
+                    continue;
+                }
+                // SAFETY: no other thread exists, so no dlclose can unmap the object
+                // (an object being unloaded at the fork is still mapped); the values are
+                // F's profiled entry and null.
+                if unsafe { crate::patch::set_resting(slot, prof, 0) }.is_ok() {
+                    off.push((id, f));
+                }
+            }
+            self.slot_off.extend(off.into_iter().map(|f| (f, "profiling is off in a fork child".to_owned())));
+        }
     }
 
     /// The live module with id `id`.

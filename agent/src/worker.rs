@@ -168,6 +168,7 @@ fn run() {
                 idle = false;
             }
             profile::adapt();
+            agent.settle_slots();
             if agent.config.jit && crate::guardrails::out_of_memory() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }
@@ -741,6 +742,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         return;
     };
     let patch_started = Instant::now();
+    let resting = agent.resting_now(f);
     let existing = agent.patches.iter_mut().find(|p| p.owner == f && p.active);
     let old_code = existing.as_ref().map(|p| p.record.target);
     // SAFETY: the slot is F's, in module `id`, which is live under the state lock and not
@@ -750,7 +752,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     let patched = lifecycle::touching(&[job.bases[0]], || match existing {
         Some(p) => unsafe { patcher.retarget(&mut p.record, res.code) }.map(|_| None),
         None => match slot {
-            Some(slot) => unsafe { patcher.redirect(entry, slot, res.code) }.map(Some),
+            Some(slot) => unsafe { patcher.redirect_from(entry, slot, resting, res.code) }.map(Some),
             None => Err(crate::patch::PatchError::NoSlot { entry }),
         },
     });

@@ -58,6 +58,18 @@ pub struct Dump {
     pub edges: Vec<DumpEdge>,
     pub compiles: Vec<DumpCompile>,
     pub patches: Vec<DumpPatch>,
+    /// Decorated functions whose profiling was off at the end (their sites ran without
+    /// sampling code), and why; every other function with sites was being profiled or
+    /// ran compiled code.
+    #[serde(default)]
+    pub unprofiled: Vec<DumpUnprofiled>,
+}
+
+/// A function the agent stopped profiling (its redirect slot rests at null).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpUnprofiled {
+    pub function: String,
+    pub why: String,
 }
 
 /// A function the compile policy left uncompiled for now.
@@ -262,6 +274,7 @@ mod tests {
             jit_cpu_ms: 12.5,
             jit_budget: 0.25,
             deferred: vec![DumpDeferred { function: "locked".into(), why: "does not pay back yet".into() }],
+            unprofiled: vec![DumpUnprofiled { function: "qsort_cmp".into(), why: "every site calls only code outside decorated modules".into() }],
             modules: vec![DumpModule { path: "/opt/app".into(), source: "startup".into(), functions: 9, sites: 4, bitcode_bytes: 1000, loaded: true }],
             edges: vec![DumpEdge {
                 caller: "apply".into(),

@@ -1,4 +1,4 @@
-//! The on-disk / in-memory layout of drti metadata, version 3.
+//! The on-disk / in-memory layout of drti metadata, version 4.
 //!
 //! # How the agent finds a decorated module
 //! Every decorated object file carries one ELF note in a section named `.note.drti`
@@ -23,10 +23,12 @@
 //! [`crate::reader`] before anything in it is trusted.
 //!
 //! # The address table
-//! `u64[n_globals]`: the run-time address of every global the clean bitcode references
-//! (functions, variables, aliases; internal ones included; thread-locals excluded, their
-//! slot is 0). The dynamic loader fills it, so a JIT binds each name to the program's own
-//! copy. In the file, slots may be 0 (RELA addends live in relocations).
+//! `u64[n_addrs]`: first `n_globals` slots, the run-time address of every global the clean
+//! bitcode references (functions, variables, aliases; internal ones included; thread-locals
+//! excluded, their slot is 0), so a JIT binds each name to the program's own copy; then
+//! (version 4) one slot per profiled entry ([`FunctionRecord::profiled`]), in function
+//! order. The dynamic loader fills it. In the file, slots may be 0 (RELA addends live in
+//! relocations).
 //!
 //! # The runtime area
 //! Writable, zero at load: `hook` (null while no agent is attached), `reserved`, then one
@@ -35,19 +37,29 @@
 //! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function. Decorated
 //! code only reads the runtime area, so no cache line of it is written by application threads.
 //!
-//! # Sampling (version 3)
+//! # Sampling (version 4: two versions of each redirectable function)
+//! A redirectable function F (the symbol, [`FUNCTION_PATCHABLE`]) has NO sampling code: it
+//! runs clang's code plus its redirect entry. Its profiled twin F.prof (an internal clone,
+//! `<F>.drti.prof`, made before the redirect entry was added, so without one) has the
+//! sampling code at the same sites (same site ids); its address is address-table slot
+//! [`FunctionRecord::profiled`]. The agent turns profiling of F on by storing F.prof's
+//! address in F's redirect slot (after it published the hook) and off by storing null (or
+//! F+): a function the agent has decided about costs nothing at its sites.
+//!
 //! Each decorated object file also defines one internal thread-local [`ThreadState`]
-//! (`__drti_tls`, zero in every new thread). Decorated code at site `s` does
-//! `if hook != null { c = tls.countdown - 1; tls.countdown = c; if c < 0 { hook(area, s, target, &tls) } }`:
+//! (`__drti_tls`, zero in every new thread). F.prof at site `s` does
+//! `c = tls.countdown - 1; tls.countdown = c; if c < 0 { h = hook; if h != null { h(area, s, target, &tls) } else { tls.countdown = i32::MAX } }`:
 //! one countdown per thread and module over all of its sites, so the profiling path writes
-//! only thread-private memory. The hook sets the next countdown ([`HookFn`]).
+//! only thread-private memory. The hook sets the next countdown ([`HookFn`]); a null hook
+//! (a detached module whose slots still name F.prof, e.g. in a fork child) parks it.
 //!
 //! # Redirect slots (how the agent swaps in F+)
 //! Every function that has profiled sites and can be redirected
 //! ([`FUNCTION_PATCHABLE`], slot [`FunctionRecord::slot`]) begins with
 //! `t = load atomic slots[k] (acquire); if t != null { musttail call t(args...) }`,
 //! then its own body. The agent publishes a compiled F+ with one release store of its
-//! address into the slot, re-points it with another store and reverts with a store of null:
+//! address into the slot, re-points it with another store and reverts with a store of
+//! F.prof's address (F is profiled again) or null (F runs unprofiled), see "Sampling":
 //! no code is written, so threads running F need no signal, trap or core serialisation of
 //! their own, whatever their signal mask. F+ has F's type, calling convention and parameter
 //! attributes, and `musttail` leaves no frame of F behind (unwinding and varargs pass
@@ -70,7 +82,7 @@ pub const NOTE_DESC_OFFSET: usize = 20;
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"DRTIMOD\0";
 /// The metadata version this crate writes and reads.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Upper bound on the decompressed bitcode a reader accepts (guards against zip bombs).
 pub const MAX_BITCODE_RAW: u64 = 1 << 30;
@@ -117,6 +129,10 @@ pub struct BlobHeader {
     pub source_name: u32,
     /// Number of redirect slots in the runtime area (see [`runtime_slots_offset`]).
     pub n_slots: u32,
+    /// Number of address-table slots (version 4): `n_globals`, then one per profiled entry.
+    pub n_addrs: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
 }
 
 /// One global value referenced by the clean bitcode; index `i` matches address slot `i`.
@@ -163,9 +179,13 @@ pub struct FunctionRecord {
     /// Index of the function's redirect slot in the runtime area, or [`NO_SLOT`]. Set
     /// exactly when [`FUNCTION_PATCHABLE`] is.
     pub slot: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Address-table index (`>= n_globals`) of the function's profiled entry F.prof, or
+    /// [`NO_PROFILED`]. Only a [`FUNCTION_PATCHABLE`] function with sites has one.
+    pub profiled: u32,
 }
+
+/// [`FunctionRecord::profiled`] of a function without a profiled entry.
+pub const NO_PROFILED: u32 = u32::MAX;
 
 /// [`FunctionRecord::slot`] of a function without a redirect slot.
 pub const NO_SLOT: u32 = u32::MAX;
@@ -179,7 +199,9 @@ pub const FUNCTION_SKIPPED: u32 = 2;
 pub const FUNCTION_PATCHABLE: u32 = 4;
 /// The function has indirect calls but its entry cannot forward to an F+ (`musttail` is
 /// impossible: `inalloca`/`preallocated`/`byval` parameters, naked, an unusual calling
-/// convention, or the verifier refused it): no slot, sites not profiled, never compiled.
+/// convention, or the verifier refused it), or it can have no profiled twin (block
+/// addresses taken, computed or asm goto, inline assembly defining symbols or sections:
+/// code the JIT refuses to copy as well): no slot, sites not profiled, never compiled.
 pub const FUNCTION_NO_REDIRECT: u32 = 8;
 
 /// One profiled indirect call site.

@@ -45,7 +45,7 @@ pub struct FoundModule<'a> {
 }
 
 impl FoundModule<'_> {
-    /// Address of the address table (`n_globals` u64 slots).
+    /// Address of the address table (`n_addrs` u64 slots).
     pub fn addrs_addr(&self) -> u64 {
         self.note_addr.wrapping_add(self.desc.addrs_rel as u64)
     }
@@ -84,8 +84,8 @@ fn load<'a>(space: &Segments<'a>, note_addr: u64, desc: NoteDesc) -> Result<Foun
     let header = parse_header(bytes)?;
     let blob = Blob::parse(bytes)?;
     let found = FoundModule { note_addr, desc, blob };
-    let n_globals = header.n_globals as u64;
-    if !space.contains(found.addrs_addr(), n_globals * 8) && n_globals > 0 {
+    let n_addrs = header.n_addrs as u64;
+    if !space.contains(found.addrs_addr(), n_addrs * 8) && n_addrs > 0 {
         return Err(Error::Invalid { what: "note", detail: "address table outside the module".into() });
     }
     // Counters and redirect slots: the agent writes the slots, so the whole area must lie

@@ -4,7 +4,8 @@
 //! size, that every table lies inside the blob without overlapping the header, that every
 //! string offset points at a NUL-terminated UTF-8 string inside the string table, and that
 //! every cross-reference (function → global, function → sites, site → function, function →
-//! redirect slot) is in range, and that no two functions share a redirect slot.
+//! redirect slot, function → profiled entry) is in range, and that no two functions share a
+//! redirect slot or a profiled entry.
 //! It never panics and never reads outside the slice it was given.
 
 use crate::format::*;
@@ -130,8 +131,14 @@ impl<'a> Blob<'a> {
                 return Err(invalid("function record", format!("function {i}: sites beyond {}", h.n_sites)));
             }
         }
+        if h.n_addrs < h.n_globals {
+            return Err(invalid("n_addrs", format!("{} address slots for {} globals", h.n_addrs, h.n_globals)));
+        }
         // Redirect slots: in range, one function each, present exactly when flagged.
+        // Profiled entries: after the globals' address slots, one function each, only for a
+        // redirectable function with sites.
         let mut taken = vec![false; h.n_slots as usize];
+        let mut profiled_taken = vec![false; (h.n_addrs - h.n_globals) as usize];
         for (i, f) in blob.functions().enumerate() {
             let flagged = f.flags & FUNCTION_PATCHABLE != 0;
             if flagged != (f.slot != NO_SLOT) {
@@ -144,6 +151,19 @@ impl<'a> Blob<'a> {
                 let seen = taken.get_mut(f.slot as usize).ok_or_else(|| invalid("function record", format!("function {i}: slot {} of {}", f.slot, h.n_slots)))?;
                 if std::mem::replace(seen, true) {
                     return Err(invalid("function record", format!("function {i}: slot {} is already taken", f.slot)));
+                }
+            }
+            if f.profiled != NO_PROFILED {
+                if !flagged || f.n_sites == 0 {
+                    return Err(invalid("function record", format!("function {i}: a profiled entry without a redirect slot or sites")));
+                }
+                let seen = f
+                    .profiled
+                    .checked_sub(h.n_globals)
+                    .and_then(|k| profiled_taken.get_mut(k as usize))
+                    .ok_or_else(|| invalid("function record", format!("function {i}: profiled entry {} outside {}..{}", f.profiled, h.n_globals, h.n_addrs)))?;
+                if std::mem::replace(seen, true) {
+                    return Err(invalid("function record", format!("function {i}: profiled entry {} is already taken", f.profiled)));
                 }
             }
         }

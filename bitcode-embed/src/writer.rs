@@ -13,6 +13,7 @@ pub struct BlobWriter {
     interned: HashMap<String, u32>,
     source_name: u32,
     n_slots: u32,
+    n_profiled: u32,
 }
 
 impl BlobWriter {
@@ -38,6 +39,8 @@ impl BlobWriter {
 
     /// Adds a global; returns its index (= its address-table slot).
     pub fn global(&mut self, name: &str, kind: u8, flags: u8) -> u32 {
+        // Profiled entries take the address slots after the globals'.
+        assert_eq!(self.n_profiled, 0, "global() after profiled_entry()");
         let name = self.string(name);
         self.globals.push(GlobalRecord { name, kind, flags, reserved: 0 });
         (self.globals.len() - 1) as u32
@@ -51,7 +54,7 @@ impl BlobWriter {
         if slot != NO_SLOT {
             self.n_slots = self.n_slots.max(slot + 1);
         }
-        self.functions.push(FunctionRecord { global, first_site, n_sites: 0, flags, slot, reserved: 0 });
+        self.functions.push(FunctionRecord { global, first_site, n_sites: 0, flags, slot, profiled: NO_PROFILED });
         (self.functions.len() - 1) as u32
     }
 
@@ -59,6 +62,15 @@ impl BlobWriter {
     /// allowed: the instrumenter reserves one per candidate before it knows all succeed).
     pub fn reserve_slots(&mut self, n: u32) {
         self.n_slots = self.n_slots.max(n);
+    }
+
+    /// Gives the most recently added function a profiled entry; returns its address-table
+    /// index (after every global's, which must all have been added).
+    pub fn profiled_entry(&mut self) -> u32 {
+        let index = self.globals.len() as u32 + self.n_profiled;
+        self.functions.last_mut().expect("profiled_entry() before function()").profiled = index;
+        self.n_profiled += 1;
+        index
     }
 
     /// Adds a call site to the most recently added function; returns the site index.
@@ -104,6 +116,8 @@ impl BlobWriter {
             bitcode_hash: fnv1a(bitcode),
             source_name: self.source_name,
             n_slots: self.n_slots,
+            n_addrs: self.globals.len() as u32 + self.n_profiled,
+            reserved: 0,
         };
         let mut out = Vec::with_capacity(total_size as usize);
         out.extend_from_slice(as_bytes(std::slice::from_ref(&header)));

@@ -11,9 +11,11 @@ fn sample() -> Vec<u8> {
     w.global("counter", GLOBAL_KIND_VARIABLE, GLOBAL_DEFINED | GLOBAL_LOCAL);
     let vfn = w.global("vfn", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
     w.function(apply, FUNCTION_DECORATED, 1);
+    w.profiled_entry();
     w.site(0, 0);
     w.site(1, SITE_INVOKE);
     w.function(twice, FUNCTION_DECORATED, 0);
+    w.profiled_entry();
     w.site(0, 0);
     w.function(vfn, FUNCTION_NO_REDIRECT, NO_SLOT);
     w.finish(b"BC\xc0\xde pretend bitcode, long enough to compress a little bit bit bit").unwrap()
@@ -42,6 +44,10 @@ fn valid_blob_round_trips() {
     assert_eq!(blob.function(2).unwrap().slot, NO_SLOT);
     assert_eq!(blob.function(2).unwrap().flags & FUNCTION_PATCHABLE, 0);
     assert_eq!(blob.global_name(2), "counter");
+    // Profiled entries follow the four globals in the address table.
+    assert_eq!(blob.header().n_addrs, 6);
+    assert_eq!((blob.function(0).unwrap().profiled, blob.function(1).unwrap().profiled), (4, 5));
+    assert_eq!(blob.function(2).unwrap().profiled, NO_PROFILED);
     assert!(blob.bitcode().unwrap().starts_with(b"BC\xc0\xde"));
 }
 
@@ -63,7 +69,8 @@ fn mutated_headers_are_rejected() {
         ("version 0", 8, 0, 4),
         ("version 1 (entry NOPs, no redirect slots)", 8, 1, 4),
         ("version 2 (shared per-site counters, three-argument hook)", 8, 2, 4),
-        ("version 4", 8, 4, 4),
+        ("version 3 (no profiled entries)", 8, 3, 4),
+        ("version 5", 8, 5, 4),
         ("header_size small", 12, 8, 4),
         ("header_size huge", 12, 1 << 30, 4),
         ("total_size small", 16, 50, 8),
@@ -83,6 +90,8 @@ fn mutated_headers_are_rejected() {
         ("bitcode_raw_size huge", 96, 1 << 40, 8),
         ("source_name past strings", 112, 1 << 20, 4),
         ("n_slots less than used", 116, 1, 4),
+        ("n_addrs less than the globals", 120, 2, 4),
+        ("n_addrs less than used", 120, 5, 4),
     ];
     assert!(cases.len() >= 20);
     for (what, off, v, width) in cases {
@@ -108,6 +117,10 @@ fn mutated_records_are_rejected() {
         ("slot out of range", f0 + 16, 2, 4),
         ("slot shared by two functions", f0 + 16, 0, 4),
         ("not redirectable with a slot", f0 + 12, (FUNCTION_NO_REDIRECT | FUNCTION_PATCHABLE | FUNCTION_DECORATED) as u64, 4),
+        ("profiled entry among the globals", f0 + 20, 1, 4),
+        ("profiled entry out of range", f0 + 20, 6, 4),
+        ("profiled entry shared by two functions", f0 + 20, 5, 4),
+        ("profiled entry without a slot", f0 + 48 + 20, 4, 4),
         ("site function out of range", s0, 7, 4),
         ("site owned by the wrong function", s0, 1, 4),
         ("global name out of range", g0, 1 << 20, 4),
@@ -220,7 +233,7 @@ fn runtime_area_must_hold_every_redirect_slot() {
     note.extend_from_slice(&NOTE_TYPE.to_le_bytes());
     note.extend_from_slice(b"drti\0\0\0\0");
     note.extend_from_slice(&NoteDesc { blob_rel: 0x1000, addrs_rel: 0x7000, runtime_rel: 0x8000 }.to_bytes());
-    let addrs = vec![0u8; h.n_globals as usize * 8];
+    let addrs = vec![0u8; h.n_addrs as usize * 8];
     for (size, ok) in [(need, true), (need - 1, false), (need - 8, false)] {
         let area = vec![0u8; size as usize];
         let mut space = Segments::default();

@@ -6,14 +6,16 @@
 //! * a table of the run-time addresses of every global the clean bitcode names, internal
 //!   ones included, so JIT'd code binds to the program's own data (one copy of statics);
 //! * a function table and one site record per indirect call of each selected function;
-//! * at each such site, sampling code: one monotonic load of the module's hook pointer and
-//!   a branch while no agent is attached; with an agent, a decrement of the thread's
-//!   countdown (`__drti_tls`, thread-local, so no application thread writes memory another
-//!   one writes) and, when it goes negative, a call of the hook with the actual target;
+//! * for each such function F, a profiled twin F.prof (`<F>.drti.prof`, an internal clone
+//!   made before F gets its redirect entry) whose sites carry the sampling code: a
+//!   decrement of the thread's countdown (`__drti_tls`, thread-local, so no application
+//!   thread writes memory another one writes) and, when it goes negative, a call of the
+//!   hook with the actual target. F itself keeps clang's code at its sites: profiling is
+//!   on exactly while the agent points F's redirect slot at F.prof (format.rs, "Sampling");
 //! * at the entry of each such function, a check of its redirect slot: one acquire load
-//!   and a branch while the slot is null; once the agent stores F+'s address there, a
-//!   `musttail` call of F+ (format.rs, "Redirect slots"). A function whose entry cannot do
-//!   that is marked `FUNCTION_NO_REDIRECT` and its sites are not profiled;
+//!   and a branch while the slot is null; once the agent stores F.prof's or F+'s address
+//!   there, a `musttail` call of it (format.rs, "Redirect slots"). A function whose entry
+//!   cannot do that is marked `FUNCTION_NO_REDIRECT` and its sites are not profiled;
 //! * the `.note.drti` note that lets the agent find all of it in memory.
 
 // Raw LLVM handles come from the live module being decorated (see `ir`).
@@ -49,6 +51,24 @@ pub struct Stats {
 
 const PROFILE_HELPER: &str = "__drti_profile";
 
+/// Suffix of a profiled twin's name.
+pub const PROFILED_SUFFIX: &str = ".drti.prof";
+
+extern "C" {
+    /// `clone.cpp`: an internal copy of function `f` named `name` in `f`'s module (with a
+    /// debug-info subprogram of its own), or null if `f` is not a definition.
+    fn drti_clone_function(f: LLVMValueRef, name: *const std::ffi::c_char) -> LLVMValueRef;
+}
+
+/// The profiled twin of `f` (see the module doc), or `None` if it could not be made.
+fn clone_profiled(f: LLVMValueRef) -> Option<LLVMValueRef> {
+    let name = std::ffi::CString::new(format!("{}{PROFILED_SUFFIX}", ir::name(f))).ok()?;
+    // SAFETY: `f` is a live function of the module being decorated; the shim only reads
+    // it and adds a new function to the same module.
+    let copy = unsafe { drti_clone_function(f, name.as_ptr()) };
+    (!copy.is_null()).then_some(copy)
+}
+
 /// Decorates module `m` in place.
 pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     name_anonymous_globals(m);
@@ -63,7 +83,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
 
     // Function table and sites, from the clean module (nothing has been added yet).
     let b = Builder::new(m);
-    let mut table: Vec<(LLVMValueRef, u32, Vec<LLVMValueRef>)> = Vec::new();
+    let mut table: Vec<(LLVMValueRef, u32, Vec<LLVMValueRef>, Option<LLVMValueRef>)> = Vec::new();
     let mut candidates = 0u32;
     for f in ir::functions(m) {
         if ir::is_declaration(f) || ir::is_llvm_reserved(&ir::name(f)) {
@@ -73,8 +93,9 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         let mut calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
         let mut flags = if skipped { FUNCTION_SKIPPED } else { 0 };
         if !calls.is_empty() {
-            // Only a function the agent can redirect is worth profiling.
-            if redirect_blocker(f).is_some() {
+            // Only a function the agent can redirect to a twin (and later to an F+) is
+            // worth profiling.
+            if redirect_blocker(f).or_else(|| clone_blocker(f)).is_some() {
                 flags |= FUNCTION_NO_REDIRECT;
                 calls.clear();
             } else {
@@ -82,7 +103,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
                 candidates += 1;
             }
         }
-        table.push((f, flags, calls));
+        table.push((f, flags, calls, None));
     }
 
     // Redirect slots. Their final home (after the per-site words of the runtime area) is sized
@@ -90,14 +111,24 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     let slots_tmp = b.placeholder_slots(candidates);
     let mut next_slot = 0u32;
     let mut slot_of: HashMap<LLVMValueRef, u32> = HashMap::new();
-    for (f, flags, calls) in &mut table {
+    for (f, flags, calls, prof) in &mut table {
         if *flags & FUNCTION_DECORATED == 0 {
             continue;
         }
-        if b.add_redirect_entry(*f, slots_tmp, candidates, next_slot) {
+        // The twin is cloned first, so it has no redirect entry; its sites are the same
+        // calls in the same order (the sampling code goes there, not into F).
+        let twin = clone_profiled(*f);
+        let twin_calls = twin.map(ir::indirect_calls).unwrap_or_default();
+        if twin.is_some() && twin_calls.len() == calls.len() && b.add_redirect_entry(*f, slots_tmp, candidates, next_slot) {
             slot_of.insert(*f, next_slot);
             next_slot += 1;
+            *calls = twin_calls;
+            *prof = twin;
         } else {
+            if let Some(c) = twin {
+                // SAFETY: the twin was just made and nothing refers to it.
+                unsafe { LLVMDeleteFunction(c) };
+            }
             *flags = (*flags & !FUNCTION_DECORATED) | FUNCTION_NO_REDIRECT;
             calls.clear();
         }
@@ -105,8 +136,14 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     w.reserve_slots(next_slot);
     let defined: Vec<LLVMValueRef> = table.iter().map(|t| t.0).collect();
     let mut sites: Vec<(LLVMValueRef, u32)> = Vec::new();
-    for (f, flags, calls) in &table {
+    for (f, flags, calls, prof) in &table {
         w.function(index[f], *flags, slot_of.get(f).copied().unwrap_or(NO_SLOT));
+        if let Some(twin) = prof {
+            // Its address goes after the globals' in the address table.
+            let at = w.profiled_entry();
+            debug_assert_eq!(at as usize, slots.len());
+            slots.push(*twin);
+        }
         for (ordinal, &call) in calls.iter().enumerate() {
             let mut sflags = 0;
             if ir::is_invoke(call) {
@@ -120,7 +157,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         }
     }
     let n_sites = w.site_count();
-    let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: slots.len(), blob_bytes: 0 };
+    let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: index.len(), blob_bytes: 0 };
     let blob = w.finish(&clean).map_err(|e| format!("compressing bitcode: {e}"))?;
     let stats = Stats { blob_bytes: blob.len(), ..stats };
 
@@ -173,6 +210,73 @@ fn redirect_blocker(f: LLVMValueRef) -> Option<String> {
             // SAFETY: as above; a missing attribute reads as null.
             if unsafe { !LLVMGetEnumAttributeAtIndex(f, i, ir::enum_attr_kind(attr)).is_null() } {
                 return Some(format!("{attr} parameter"));
+            }
+        }
+    }
+    None
+}
+
+/// Assembler directives that place code or data elsewhere or define symbols: a copy of
+/// the function would define them twice.
+const ASM_DIRECTIVES: &[&str] = &[
+    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
+    ".symver", ".set", ".equ", ".equiv", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
+];
+
+/// Why `f` cannot have a profiled twin (a clone that behaves exactly as `f`), if it cannot:
+/// its block addresses name `f`'s own blocks (computed goto, asm goto: the twin would jump
+/// into `f`'s code with its own registers and frame), or its inline assembly defines
+/// symbols, labels or sections (the twin would define them a second time). The JIT refuses
+/// to copy such functions too, so nothing is lost by not profiling them.
+fn clone_blocker(f: LLVMValueRef) -> Option<String> {
+    // SAFETY: `f` is a live function; its uses, instructions and operands are only read.
+    unsafe {
+        let mut u = LLVMGetFirstUse(f);
+        while !u.is_null() {
+            if !LLVMIsABlockAddress(LLVMGetUser(u)).is_null() {
+                return Some("its block addresses are taken".into());
+            }
+            u = LLVMGetNextUse(u);
+        }
+        for inst in ir::instructions(f) {
+            match LLVMGetInstructionOpcode(inst) {
+                llvm_sys::LLVMOpcode::LLVMIndirectBr => return Some("computed goto".into()),
+                llvm_sys::LLVMOpcode::LLVMCallBr => return Some("asm goto".into()),
+                llvm_sys::LLVMOpcode::LLVMCall | llvm_sys::LLVMOpcode::LLVMInvoke => {
+                    let callee = LLVMGetCalledValue(inst);
+                    if !LLVMIsAInlineAsm(callee).is_null() {
+                        let mut len = 0;
+                        let p = LLVMGetInlineAsmAsmString(callee, &mut len);
+                        let text = if p.is_null() { String::new() } else { String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned() };
+                        if let Some(why) = asm_defines_symbols(&text) {
+                            return Some(why);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for i in 0..LLVMGetNumOperands(inst).max(0) as u32 {
+                let op = LLVMGetOperand(inst, i);
+                if !op.is_null() && !LLVMIsABlockAddress(op).is_null() {
+                    return Some("it takes block addresses".into());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Whether inline-assembly `text` defines symbols, named labels or switches sections
+/// (numeric local labels such as `1:` may be defined any number of times).
+fn asm_defines_symbols(text: &str) -> Option<String> {
+    for stmt in text.split(['\n', ';']).map(str::trim) {
+        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
+            return Some(format!("inline assembly with {d}"));
+        }
+        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
+            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
+            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(format!("inline assembly defining label {label}"));
             }
         }
     }
@@ -365,30 +469,31 @@ impl Builder {
             let target = LLVMGetParam(f, 0);
             let site = LLVMGetParam(f, 1);
             let entry = LLVMAppendBasicBlockInContext(self.ctx, f, c"entry".as_ptr());
-            let prof = LLVMAppendBasicBlockInContext(self.ctx, f, c"prof".as_ptr());
+            let due_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"due".as_ptr());
             let hook_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"hook".as_ptr());
+            let park_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"park".as_ptr());
             let done = LLVMAppendBasicBlockInContext(self.ctx, f, c"done".as_ptr());
             let b = LLVMCreateBuilderInContext(self.ctx);
 
+            // Only F.prof has this code, and the agent points F's slot at F.prof only after
+            // it published the hook: the hot path is the countdown alone. The countdown is
+            // field 0 of the thread's state: plain accesses, since only this thread (and
+            // its signal handlers, harmlessly) touches it.
             LLVMPositionBuilderAtEnd(b, entry);
-            let hook = LLVMBuildLoad2(b, self.ptr(), runtime, c"drti.hook".as_ptr());
-            LLVMSetOrdering(hook, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
-            LLVMSetAlignment(hook, 8);
-            let attached = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, hook, LLVMConstNull(self.ptr()), c"".as_ptr());
-            // No branch weights: laying the profiling code out of line made the agent's
-            // path 5-10% dearer and did not make the agent-less path measurably cheaper.
-            LLVMBuildCondBr(b, attached, prof, done);
-
-            LLVMPositionBuilderAtEnd(b, prof);
-            // The countdown is field 0 of the thread's state: plain accesses, since only
-            // this thread (and its signal handlers, harmlessly) touches it.
             let c = LLVMBuildLoad2(b, self.int(32), tls, c"drti.countdown".as_ptr());
             LLVMSetAlignment(c, 16);
             let c1 = LLVMBuildSub(b, c, LLVMConstInt(self.int(32), 1, 0), c"".as_ptr());
             let st = LLVMBuildStore(b, c1, tls);
             LLVMSetAlignment(st, 16);
             let due = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntSLT, c1, LLVMConstInt(self.int(32), 0, 0), c"".as_ptr());
-            LLVMBuildCondBr(b, due, hook_bb, done);
+            LLVMBuildCondBr(b, due, due_bb, done);
+
+            LLVMPositionBuilderAtEnd(b, due_bb);
+            let hook = LLVMBuildLoad2(b, self.ptr(), runtime, c"drti.hook".as_ptr());
+            LLVMSetOrdering(hook, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(hook, 8);
+            let attached = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, hook, LLVMConstNull(self.ptr()), c"".as_ptr());
+            LLVMBuildCondBr(b, attached, hook_bb, park_bb);
 
             LLVMPositionBuilderAtEnd(b, hook_bb);
             let mut hparams = [self.ptr(), self.int(32), self.ptr(), self.ptr()];
@@ -398,6 +503,13 @@ impl Builder {
             // `cold` tells codegen to lay the sampling call out of the hot path.
             let cold = LLVMCreateEnumAttribute(self.ctx, ir::enum_attr_kind("cold"), 0);
             LLVMAddCallSiteAttribute(call, llvm_sys::LLVMAttributeFunctionIndex, cold);
+            LLVMBuildBr(b, done);
+
+            // The module was detached (a fork child) while F's slot still names F.prof:
+            // park the countdown so the next 2^31 calls do not come here again.
+            LLVMPositionBuilderAtEnd(b, park_bb);
+            let st = LLVMBuildStore(b, LLVMConstInt(self.int(32), i32::MAX as u64, 0), tls);
+            LLVMSetAlignment(st, 16);
             LLVMBuildBr(b, done);
 
             LLVMPositionBuilderAtEnd(b, done);
@@ -626,5 +738,25 @@ impl Builder {
             LLVMSetLinkage(used, llvm_sys::LLVMLinkage::LLVMAppendingLinkage);
             LLVMSetSection(used, c"llvm.metadata".as_ptr());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asm_defines_symbols;
+
+    #[test]
+    fn assembly_a_twin_cannot_repeat_is_recognised() {
+        // Fine to copy: plain instructions, numeric local labels, per-instance labels.
+        assert_eq!(asm_defines_symbols("nop"), None);
+        assert_eq!(asm_defines_symbols("1: dec %eax\n\tjnz 1b"), None);
+        assert_eq!(asm_defines_symbols("lbl_%=: nop"), None);
+        assert_eq!(asm_defines_symbols("movl %fs:0, %eax"), None);
+        assert_eq!(asm_defines_symbols(""), None);
+        // Not fine: a named label, a section switch, a symbol definition.
+        assert!(asm_defines_symbols("my_label: nop").is_some());
+        assert!(asm_defines_symbols(".pushsection .data\n.byte 1\n.popsection").is_some());
+        assert!(asm_defines_symbols("nop; .globl foo").is_some());
+        assert!(asm_defines_symbols(".set x, 1").is_some());
     }
 }

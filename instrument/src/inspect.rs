@@ -37,8 +37,12 @@ fn module_json(blob: &Blob, sizes: &std::collections::HashMap<String, (u64, u64)
         .enumerate()
         .map(|(i, f)| {
             let name = blob.function_name(i as u32);
+            // The profiled twin F.prof: its address-table slot and the size of its code.
+            let profiled = (f.profiled != NO_PROFILED).then_some(f.profiled);
+            let twin = format!("{name}{}", crate::decorate::PROFILED_SUFFIX);
             json!({"name": name, "sites": f.n_sites, "flags": function_flags(f.flags),
-                   "size": sizes.get(name).map(|s| s.1)})
+                   "size": sizes.get(name).map(|s| s.1), "profiled_entry": profiled,
+                   "profiled_size": profiled.and_then(|_| sizes.get(&twin).map(|s| s.1))})
         })
         .collect();
     let sites: Vec<Value> = blob
@@ -51,7 +55,7 @@ fn module_json(blob: &Blob, sizes: &std::collections::HashMap<String, (u64, u64)
         .collect();
     json!({"source": blob.source_name(), "abi_version": h.version, "bitcode_bytes": h.bitcode_size,
            "bitcode_raw_bytes": h.bitcode_raw_size, "bitcode_hash": format!("{:016x}", h.bitcode_hash),
-           "globals": h.n_globals, "functions": functions, "sites": sites})
+           "globals": h.n_globals, "address_slots": h.n_addrs, "functions": functions, "sites": sites})
 }
 
 /// Runs `drti inspect`; returns the exit status.
@@ -118,7 +122,12 @@ fn print_text(path: &str, modules: &[Value], errors: &[String]) {
         for f in m["functions"].as_array().into_iter().flatten() {
             let flags: Vec<&str> = f["flags"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             let size = f["size"].as_u64().map(|s| s.to_string()).unwrap_or_else(|| "-".into());
-            println!("  {:<40} {:>5}  {:>7}  {}", f["name"].as_str().unwrap_or("?"), f["sites"], size, flags.join(","));
+            let profiled = match (f["profiled_entry"].as_u64(), f["profiled_size"].as_u64()) {
+                (Some(slot), Some(size)) => format!("  profiled twin: address slot {slot}, {size} bytes"),
+                (Some(slot), None) => format!("  profiled twin: address slot {slot}"),
+                _ => String::new(),
+            };
+            println!("  {:<40} {:>5}  {:>7}  {}{profiled}", f["name"].as_str().unwrap_or("?"), f["sites"], size, flags.join(","));
         }
         for s in m["sites"].as_array().into_iter().flatten() {
             let kind = if s["invoke"].as_bool() == Some(true) { " (invoke)" } else { "" };

@@ -217,6 +217,10 @@ fn guard_misses_deopt_then_recompile_with_the_new_target() {
     assert_eq!(v.edge("run", "a").unwrap().state, "invalidated");
     assert_eq!(v.edge("run", "b").unwrap().state, "inlined");
     assert!(v.patches.iter().any(|p| !p.active) && v.patches.iter().any(|p| p.active), "{v:#}");
+    // After the deopt, run()'s slot went back to its profiled twin (not to null): the edge
+    // to b was found by sampling run() again, and run() never ran unprofiled.
+    assert!(v.edge("run", "b").unwrap().samples > 0, "{v:#}");
+    assert!(!v.unprofiled.iter().any(|u| u.function == "run"), "{v:#}");
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! (`bitcode_embed::format`, "Redirect slots"). So:
 //! * `Patcher::redirect` publishes F+ with one release store of its address: calls that
 //!   load the slot afterwards run F+, calls that loaded null run F's own body, and no call
-//!   sees anything else. `retarget` stores a newer F+, `revert` stores null.
+//!   sees anything else. `retarget` stores a newer F+, `revert` stores null (or, `revert_to`,
+//!   F's profiled twin F.prof); `set_resting` switches a slot without F+ between null and
+//!   F.prof (profiling off / on).
 //! * No code is written: text stays r-x, no int3, no SIGTRAP handler, no /proc/self/mem.
 //!   A thread that blocks every signal runs F like any other.
 //! * Before the first store of a new F+ every thread of the process executes a
@@ -80,10 +82,20 @@ impl Patcher {
     /// that function's type, calling convention and parameter attributes (an F+ compiled
     /// from its clean bitcode), which stays mapped while the slot points at it.
     pub unsafe fn redirect(&self, entry: u64, slot: u64, to: u64) -> Result<PatchRecord, PatchError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.redirect_from(entry, slot, 0, to) }
+    }
+
+    /// [`Patcher::redirect`] for a slot that holds `from`: null or F's profiled entry
+    /// (the slot's value while F has no F+, see [`set_resting`]).
+    ///
+    /// # Safety
+    /// As for [`Patcher::redirect`].
+    pub unsafe fn redirect_from(&self, entry: u64, slot: u64, from: u64, to: u64) -> Result<PatchRecord, PatchError> {
         let cell = checked_slot(slot, to)?;
         self.sync.sync(slot)?;
-        cell.compare_exchange(0, to, Ordering::Release, Ordering::Relaxed)
-            .map_err(|found| PatchError::UnexpectedSlot { slot, found, expected: "null (already redirected? use retarget)" })?;
+        cell.compare_exchange(from, to, Ordering::Release, Ordering::Relaxed)
+            .map_err(|found| PatchError::UnexpectedSlot { slot, found, expected: "F's resting value (already redirected? use retarget)" })?;
         Ok(PatchRecord { entry, slot, target: to })
     }
 
@@ -108,11 +120,41 @@ impl Patcher {
     /// `rec` came from [`Patcher::redirect`] / [`Patcher::retarget`] and its module is
     /// still loaded (revert before dlclose unmaps it, invariant 4).
     pub unsafe fn revert(&self, rec: &PatchRecord) -> Result<(), PatchError> {
-        // SAFETY: forwarded from the caller; null is a valid slot value.
+        // SAFETY: forwarded from the caller.
+        unsafe { self.revert_to(rec, 0) }
+    }
+
+    /// [`Patcher::revert`] to `to`: null, or F's profiled entry F.prof when F is still
+    /// being profiled (see [`set_resting`]).
+    ///
+    /// # Safety
+    /// As for [`Patcher::revert`]; a non-null `to` is the profiled entry of the function
+    /// whose slot this is, in the same loaded module.
+    pub unsafe fn revert_to(&self, rec: &PatchRecord, to: u64) -> Result<(), PatchError> {
+        // SAFETY: forwarded from the caller; null and F.prof are valid slot values.
         let cell = unsafe { slot_cell(rec.slot)? };
-        cell.compare_exchange(rec.target, 0, Ordering::Release, Ordering::Relaxed)
+        cell.compare_exchange(rec.target, to, Ordering::Release, Ordering::Relaxed)
             .map_err(|found| PatchError::UnexpectedSlot { slot: rec.slot, found, expected: "the target this record published" })?;
         Ok(())
+    }
+}
+
+/// Switches F's slot between its two values without an F+: null (F runs unprofiled) and
+/// F's profiled entry F.prof (F's own clone with sampling code, `bitcode_embed::format`,
+/// "Sampling"), compare-and-swap from `from`. F.prof is code the loader mapped and nobody
+/// ever writes, so unlike a new F+ it needs no core serialisation; it needs no `Patcher`
+/// either (profile-only mode has none).
+///
+/// # Safety
+/// `slot` is the redirect slot of a function F of a loaded module, `from` and `to` are each
+/// null or F.prof's address in that module, and the module stays mapped during the call.
+pub unsafe fn set_resting(slot: u64, from: u64, to: u64) -> Result<(), PatchError> {
+    // SAFETY: forwarded from the caller.
+    let cell = unsafe { slot_cell(slot)? };
+    match cell.compare_exchange(from, to, Ordering::Release, Ordering::Relaxed) {
+        Ok(_) => Ok(()),
+        Err(found) if found == to => Ok(()),
+        Err(found) => Err(PatchError::UnexpectedSlot { slot, found, expected: "null or F's profiled entry" }),
     }
 }
 

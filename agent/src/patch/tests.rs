@@ -71,6 +71,34 @@ fn redirect_retarget_revert_round_trip() {
     unsafe { p.revert(&rec) }.unwrap();
 }
 
+/// The profiled twin's life cycle: null -> F.prof (attach) -> F+ (patch) -> F.prof (deopt)
+/// -> null (decided); a store from a value the slot does not hold is refused.
+#[test]
+fn resting_values_profiled_twin_and_null() {
+    static S: Slot = Slot::new();
+    let p = Patcher::new().unwrap();
+    let prof = addr(plus_b); // stands for F.prof
+    // SAFETY: as in the round trip; `prof` has the function's type.
+    unsafe {
+        set_resting(S.addr(), 0, prof).unwrap();
+        assert_eq!(decorated(&S, 1), 2001);
+        // Storing what is already there is fine (a module attached again).
+        set_resting(S.addr(), 0, prof).unwrap();
+        // A redirect expects the resting value: from null it is refused, from F.prof not.
+        assert!(p.redirect(1, S.addr(), addr(plus_a)).is_err());
+        let rec = p.redirect_from(1, S.addr(), prof, addr(plus_a)).unwrap();
+        assert_eq!(decorated(&S, 1), 1001);
+        // A resting store never replaces an F+.
+        assert!(set_resting(S.addr(), prof, 0).is_err());
+        assert_eq!(decorated(&S, 1), 1001);
+        // Deopt: back to F.prof, then decided: null.
+        p.revert_to(&rec, prof).unwrap();
+        assert_eq!(decorated(&S, 1), 2001);
+        set_resting(S.addr(), prof, 0).unwrap();
+        assert_eq!(decorated(&S, 1), 2);
+    }
+}
+
 #[test]
 fn stale_or_foreign_records_are_refused_and_change_nothing() {
     static S: Slot = Slot::new();
