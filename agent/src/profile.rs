@@ -285,6 +285,105 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
     }
 }
 
+/// The profiling state of JIT'd code (F+), per thread: F+ cannot name a decorated
+/// object's `__drti_tls`, so its sampled sites count down this one, shared by all F+ of
+/// the thread (weights stay unbiased: one countdown over all sites, as in an object file).
+/// The agent is preloaded, so this lives in the static TLS block, at the same offset from
+/// the thread pointer in every thread ([`jit_countdown_offset`]).
+mod jit_tls {
+    use bitcode_embed::format::ThreadState;
+    use std::cell::UnsafeCell;
+
+    thread_local! {
+        pub static STATE: UnsafeCell<ThreadState> = const { UnsafeCell::new(ThreadState { countdown: 0, reset: 0, rng: 0, reserved: 0 }) };
+    }
+
+    /// This thread's state.
+    pub fn state() -> *mut ThreadState {
+        STATE.with(|s| s.get())
+    }
+}
+
+/// The thread pointer (`%fs` base on x86-64).
+#[cfg(target_arch = "x86_64")]
+fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86-64 Linux, `%fs:0` holds the thread control block's own address (the
+    // thread pointer, glibc and musl alike); reading it has no side effect.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp
+}
+
+/// Offset of the calling thread's JIT countdown from its thread pointer.
+#[cfg(target_arch = "x86_64")]
+fn countdown_offset_here() -> i64 {
+    jit_tls::state() as i64 - thread_pointer() as i64
+}
+
+/// The offset from the thread pointer of the JIT countdown (an `i32`, the first field of
+/// the thread's [`ThreadState`]) when it is the same in every thread: measured on the
+/// calling thread and on a fresh one, and within the static TLS block below the thread
+/// pointer (x86-64 TLS variant II). `None` (F+ then calls [`jit_count`] at each sampled
+/// call) if the agent's TLS is dynamic (the agent was dlopen'd) or not on x86-64.
+pub fn jit_countdown_offset() -> Option<i64> {
+    static OFFSET: OnceLock<Option<i64>> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let here = countdown_offset_here();
+            let there = std::thread::Builder::new().name("drti-tls-probe".into()).spawn(countdown_offset_here).ok()?.join().ok()?;
+            let ok = here == there && (-(1 << 20)..0).contains(&here);
+            if !ok {
+                tracing::debug!(here, there, "the JIT countdown is not in static TLS: compiled code calls the sampler at each sampled call");
+            }
+            ok.then_some(here)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    })
+}
+
+/// Takes one sample for JIT'd code whose countdown (this thread's JIT countdown) went
+/// negative at site `site` of the module whose runtime area is `area`: exactly what
+/// [`hook`] does for decorated code. Ignored when the module is not attached (fork
+/// child, agent shut down).
+///
+/// # Safety
+/// `area` must be the runtime area of a module the agent attached and that is still
+/// mapped (F+ passes the areas of the modules its code came from, which it depends on).
+pub unsafe extern "C" fn jit_sample(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void) {
+    let state = jit_tls::state();
+    // SAFETY: the caller's contract: `area` is a mapped runtime area.
+    if unsafe { !is_attached(area) } {
+        // Stay quiet for a while (this thread's state only).
+        // SAFETY: this thread's own state.
+        unsafe { std::ptr::addr_of_mut!((*state).countdown).write(i32::MAX / 2) };
+        return;
+    }
+    // SAFETY: `area` is attached (the contract of `hook`) and `state` is this thread's.
+    unsafe { hook(area, site, target, state) }
+}
+
+/// For F+ when the countdown has no fixed offset: counts one call down on this thread's
+/// JIT countdown and samples when it goes negative.
+///
+/// # Safety
+/// As for [`jit_sample`].
+pub unsafe extern "C" fn jit_count(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void) {
+    let state = jit_tls::state();
+    // SAFETY: this thread's own state, touched by this thread only.
+    let c = unsafe {
+        let p = std::ptr::addr_of_mut!((*state).countdown);
+        let c = p.read() - 1;
+        p.write(c);
+        c
+    };
+    if c < 0 {
+        // SAFETY: per the function contract.
+        unsafe { jit_sample(area, site, target) }
+    }
+}
+
 /// Connects a module's sites to [`hook`]: the site count first, then the hook pointer
 /// (release), so a site that sees the hook also sees the count. Countdowns are
 /// thread-local and start at zero: each thread's first profiled call takes a sample.
