@@ -333,7 +333,9 @@ pub fn jit_countdown_offset() -> Option<i64> {
             let here = countdown_offset_here();
             let there = std::thread::Builder::new().name("drti-tls-probe".into()).spawn(countdown_offset_here).ok()?.join().ok()?;
             let ok = here == there && (-(1 << 20)..0).contains(&here);
-            if !ok {
+            if ok {
+                tracing::debug!(offset = here, "JIT countdown in static TLS");
+            } else {
                 tracing::debug!(here, there, "the JIT countdown is not in static TLS: compiled code calls the sampler at each sampled call");
             }
             ok.then_some(here)
