@@ -14,6 +14,17 @@
 //! DRTI_MAX_TARGETS. A target outside the main program is guarded through a guard slot
 //! (`guard_slots`) that dlclose clears, so address reuse cannot fool the guard.
 //!
+//! Composition (issue 11 item 3): the plan goes [`NEST_LEVELS`] levels deep. The sites of
+//! each inlined target G are planned from the same edge table as G's own compile would
+//! be, and the JIT guards them inside G's copy, so F+ carries G's specialisation instead
+//! of G's original body (each function once per plan: a cycle F -> G -> F stops). Every
+//! site of F+ left unguarded (F's and the copies', any level) keeps sampling into the
+//! edge table under its owner's site id, through the agent's thread-local countdown
+//! (`profile::jit_sample`). A new hot edge at a site of G queues G and every F whose
+//! installed F+ considered G's sites ([`Coverage`]); a compile of G makes callers plan
+//! again only when their F+ lacks one of G's guarded edges, so a new edge costs one
+//! recompile per function and nothing loops.
+//!
 //! Deopt rule: F+ counts the calls at its guarded sites that match no guard. When one
 //! compile's misses since its last check exceed max(threshold, 1000) within one check
 //! interval (100 ms), the guards no longer describe the site: the patch is reverted, the
