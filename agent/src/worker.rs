@@ -20,7 +20,7 @@
 //! of G's original body (each function once per plan: a cycle F -> G -> F stops). Every
 //! site of F+ left unguarded (F's and the copies', any level) keeps sampling into the
 //! edge table under its owner's site id, through the agent's thread-local countdown
-//! (`profile::jit_sample`). A new hot edge at a site of G queues G and every F whose
+//! (`profile::jit_sample`); misses at guarded sites stay the deopt rule's. A new hot edge at a site of G queues G and every F whose
 //! installed F+ considered G's sites ([`Coverage`]); a compile of G makes callers plan
 //! again only when their F+ lacks one of G's guarded edges, so a new edge costs one
 //! recompile per function and nothing loops.
@@ -413,6 +413,11 @@ fn with_coverage<T>(f: impl FnOnce(&mut std::collections::HashMap<(usize, u32), 
     f(COVERAGE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Default::default))
 }
 
+/// Whether F+ samples the calls of guarded sites that match no guard. Off: the deopt rule
+/// owns misses (a site whose guards stop matching goes back to F and is planned afresh,
+/// so a target that is no longer called is not kept guarded); the JIT supports it.
+const SAMPLE_MISSES: bool = false;
+
 /// An unguarded site of F+ that keeps sampling.
 struct ProbePlan {
     owner: (usize, u32),
@@ -432,10 +437,11 @@ fn plan_sites(agent: &mut Agent, g: (usize, u32), modules: &mut Vec<usize>) -> V
     let threshold = agent.config.hot_threshold;
     let Some(m) = agent.module(id) else { return Vec::new() };
     let Some(rec) = m.blob.function(gi) else { return Vec::new() };
+    let area = m.runtime as u64;
     let sites: Vec<(u32, u32)> = (rec.first_site..rec.first_site + rec.n_sites).filter_map(|s| m.blob.site(s).map(|site| (s, site.ordinal))).collect();
     let mut plans = Vec::new();
     for (s, ordinal) in sites {
-        let mut plan = SitePlan { owner: g, ordinal, targets: Vec::new(), edges: Vec::new() };
+        let mut plan = SitePlan { owner: g, ordinal, site: s, area, targets: Vec::new(), edges: Vec::new() };
         // A site is compiled once one of its edges is hot; every target with at least
         // 1/MIN_SHARE of the site's recent calls is guarded too, so a mostly-monomorphic
         // site does not deopt over and over on its second-hottest target.
@@ -478,6 +484,10 @@ struct SitePlan {
     /// The function holding the site: F, or a target inlined into F+.
     owner: (usize, u32),
     ordinal: u32,
+    /// The site's index in the owner's module, and that module's runtime area (misses
+    /// are sampled as this site).
+    site: u32,
+    area: u64,
     /// (target address, module id, function index).
     targets: Vec<(u64, usize, u32)>,
     edges: Vec<(crate::edges::EdgeKey, bool)>,
@@ -563,7 +573,7 @@ impl Job {
             .zip(&targets)
             .zip(&self.misses)
             .zip(&self.owner_names)
-            .map(|(((p, t), m), on)| JitSite { owner: owner(p.owner, on), ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr() })
+            .map(|(((p, t), m), on)| JitSite { owner: owner(p.owner, on), ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr(), site: p.site, area: if SAMPLE_MISSES { p.area } else { 0 } })
             .collect();
         let probes: Vec<JitProbe> =
             self.probes.iter().zip(&self.probe_names).map(|(p, on)| JitProbe { owner: owner(p.owner, on), ordinal: p.ordinal, site: p.site, area: p.area }).collect();

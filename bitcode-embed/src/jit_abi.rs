@@ -89,6 +89,11 @@ pub struct JitSite {
     pub targets: *const JitTarget,
     /// Incremented (atomically) by F+ each time no guard matches.
     pub miss_counter: *mut u64,
+    /// The site's index in its owner's module: calls that match no guard are sampled as
+    /// this site (like a [`JitProbe`]), so a target that gets hot later is seen.
+    pub site: u32,
+    /// The owner module's runtime area; 0 = misses are only counted.
+    pub area: u64,
 }
 
 /// An unguarded indirect call site of F+ (of F or of an inlined copy) that keeps

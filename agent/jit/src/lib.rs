@@ -194,6 +194,10 @@ struct PlannedSite {
     targets: Vec<PlannedTarget>,
     /// Address of the miss counter.
     misses: u64,
+    /// The site's index in its owner's module and the module's runtime area (0: misses
+    /// are not sampled).
+    site: u32,
+    area: u64,
 }
 
 /// A sampled site of the request.
@@ -248,7 +252,7 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
                     .iter()
                     .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned(), t.slot as u64))
                     .collect();
-                PlannedSite { owner: owner_of(&s.owner), ordinal: s.ordinal, targets, misses: s.miss_counter as u64 }
+                PlannedSite { owner: owner_of(&s.owner), ordinal: s.ordinal, targets, misses: s.miss_counter as u64, site: s.site, area: s.area }
             })
             .collect();
         let probes = if req.n_probes == 0 {
@@ -286,7 +290,8 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
         if !plan.sites.iter().all(|s| seen.insert((s.owner.clone(), s.ordinal))) {
             return Err("a site is named twice".into());
         }
-        if !plan.probes.is_empty() && (plan.sampler.sample_fn == 0 || plan.sampler.count_fn == 0) {
+        let sampled = !plan.probes.is_empty() || plan.sites.iter().any(|s| s.area != 0);
+        if sampled && (plan.sampler.sample_fn == 0 || plan.sampler.count_fn == 0) {
             return Err("sampled sites without a sampler".into());
         }
         Ok(plan)
@@ -432,7 +437,8 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
             .iter()
             .map(|(addr, mi, name, slot)| guard::Guarded { address: *addr, slot: *slot, body: named_function(main.0, &bodies[&(*mi, name.clone())]).unwrap() })
             .collect();
-        guard::guard_site(main.0, call, &guarded, s.misses, i);
+        let sample = (s.area != 0).then_some((&plan.sampler, s.area, s.site));
+        guard::guard_site(main.0, call, &guarded, s.misses, sample, i);
     }
     drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
     phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;

@@ -50,8 +50,9 @@ fn helper(m: LLVMModuleRef, name: &std::ffi::CStr, ty: LLVMTypeRef, body: impl F
     }
 }
 
-/// The probe function of `m` (made on first use).
-fn probe_fn(m: LLVMModuleRef, s: &Sampler) -> LLVMValueRef {
+/// The probe function of `m` (made on first use): `void(ptr area, i32 site, ptr target)`,
+/// always inlined.
+pub fn probe_fn(m: LLVMModuleRef, s: &Sampler) -> LLVMValueRef {
     // SAFETY: every value and type is created in `m`'s context; builders are disposed.
     unsafe {
         let ctx = LLVMGetModuleContext(m);
@@ -109,17 +110,25 @@ fn probe_fn(m: LLVMModuleRef, s: &Sampler) -> LLVMValueRef {
 /// Makes the indirect call `call` (in a function of `m`) sample its target as site
 /// `site` of the module whose runtime area is `area`.
 pub fn probe_site(m: LLVMModuleRef, call: LLVMValueRef, s: &Sampler, area: u64, site: u32) {
-    let probe = probe_fn(m, s);
     // SAFETY: `call` is a live call/invoke of a function in `m`; the new call goes right
     // before it and takes its called value, which dominates it.
     unsafe {
-        let ctx = LLVMGetModuleContext(m);
-        let ty = LLVMGlobalGetValueType(probe);
-        let b = LLVMCreateBuilderInContext(ctx);
+        let b = LLVMCreateBuilderInContext(LLVMGetModuleContext(m));
         LLVMPositionBuilderBefore(b, call);
-        let mut args = [address_constant(m, area), LLVMConstInt(LLVMInt32TypeInContext(ctx), site as u64, 0), ir::called_value(call)];
-        let c = LLVMBuildCall2(b, ty, probe, args.as_mut_ptr(), 3, c"".as_ptr());
+        let c = build_probe(m, b, s, area, site, ir::called_value(call));
         llvm_sys::debuginfo::LLVMInstructionSetDebugLoc(c, llvm_sys::debuginfo::LLVMInstructionGetDebugLoc(call));
         LLVMDisposeBuilder(b);
+    }
+}
+
+/// Emits, at `b`'s position in a function of `m`, the probe of `target` as site `site` of
+/// the module whose runtime area is `area`; returns the call.
+pub fn build_probe(m: LLVMModuleRef, b: LLVMBuilderRef, s: &Sampler, area: u64, site: u32, target: LLVMValueRef) -> LLVMValueRef {
+    let probe = probe_fn(m, s);
+    // SAFETY: `b` is positioned in a function of `m`; `target` is a pointer value there.
+    unsafe {
+        let ctx = LLVMGetModuleContext(m);
+        let mut args = [address_constant(m, area), LLVMConstInt(LLVMInt32TypeInContext(ctx), site as u64, 0), target];
+        LLVMBuildCall2(b, LLVMGlobalGetValueType(probe), probe, args.as_mut_ptr(), 3, c"".as_ptr())
     }
 }

@@ -79,8 +79,8 @@ fn countdown_offset() -> i64 {
 
 const AREA: u64 = 0xa4ea;
 
-/// Compiles `top` with mid inlined at its site 0, leaf guarded inside mid's copy, and
-/// top's site 1 sampled as site 7.
+/// Compiles `top` with mid inlined at its site 0 (misses sampled as site 8), leaf guarded
+/// inside mid's copy (misses sampled as site 9), and top's site 1 sampled as site 7.
 fn compile(offset: Option<i64>, top_misses: &mut u64, mid_misses: &mut u64) -> JitResult {
     let bc = common::bitcode(IR);
     let syms = [("leaf", real_leaf as *const () as usize as u64), ("mid", real_mid as *const () as usize as u64), ("top", ident as *const () as usize as u64)];
@@ -91,8 +91,8 @@ fn compile(offset: Option<i64>, top_misses: &mut u64, mid_misses: &mut u64) -> J
     let leaf_t = [target("leaf", syms[0].address)];
     let mid_owner = JitOwner { module: 0, name: "mid".as_ptr(), name_len: 3 };
     let sites = [
-        JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: mid_t.as_ptr(), miss_counter: top_misses },
-        JitSite { owner: mid_owner, ordinal: 0, n_targets: 1, targets: leaf_t.as_ptr(), miss_counter: mid_misses },
+        JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: mid_t.as_ptr(), miss_counter: top_misses, site: 8, area: AREA },
+        JitSite { owner: mid_owner, ordinal: 0, n_targets: 1, targets: leaf_t.as_ptr(), miss_counter: mid_misses, site: 9, area: AREA },
     ];
     let probes = [JitProbe { owner: JitOwner::F, ordinal: 1, site: 7, area: AREA }];
     let req = JitRequest {
@@ -138,9 +138,19 @@ fn check(offset: Option<i64>) {
     // SAFETY: the counters are written only by F+ on this thread.
     let (tm, mm) = unsafe { (std::ptr::read_volatile(&top_misses), std::ptr::read_volatile(&mid_misses)) };
     assert_eq!((tm, mm), (1, 1), "misses at the outer and at the nested site");
-    // Site 1 (h) is sampled: 4 calls with a countdown of 2 is one sample, of the 3rd call.
+    // SAFETY: as above.
+    let tm_after = || unsafe { std::ptr::read_volatile(&top_misses) };
+    // One countdown over all sampled calls, reset to 2 by each sample: h's calls of
+    // rounds 1-2 count it down, the nested miss of round 3 is sampled, h's call of round 4
+    // is (after round 4's outer miss and round 3's h call); then rounds 5-6 sample the
+    // outer miss.
+    assert_eq!(plus(other_mid, real_leaf, ident, 1), 1000);
+    assert_eq!(plus(other_mid, real_leaf, ident, 1), 1000);
+    assert_eq!(tm_after(), 3);
     let got: Vec<_> = SAMPLES.lock().unwrap().iter().copied().filter(|s| s.0 == AREA).collect();
-    assert_eq!(got, vec![(AREA, 7, ident as *const () as usize as u64)], "offset {offset:?}");
+    let addr = |f: *const ()| f as usize as u64;
+    let want = vec![(AREA, 9, addr(negate as *const ())), (AREA, 7, addr(ident as *const ())), (AREA, 8, addr(other_mid as *const ()))];
+    assert_eq!(got, want, "offset {offset:?}");
 }
 
 #[test]
@@ -161,7 +171,7 @@ fn a_site_owner_that_is_not_a_target_is_refused() {
     let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
     let mut misses = 0u64;
     let leaf_t = [JitTarget { address: 1, module: 0, name: "leaf".as_ptr(), name_len: 4, slot: std::ptr::null() }];
-    let sites = [JitSite { owner: JitOwner { module: 0, name: "mid".as_ptr(), name_len: 3 }, ordinal: 0, n_targets: 1, targets: leaf_t.as_ptr(), miss_counter: &mut misses }];
+    let sites = [JitSite { owner: JitOwner { module: 0, name: "mid".as_ptr(), name_len: 3 }, ordinal: 0, n_targets: 1, targets: leaf_t.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 }];
     let req = JitRequest {
         abi_version: JIT_ABI_VERSION,
         opt_level: 2,
