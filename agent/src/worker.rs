@@ -341,22 +341,43 @@ fn process_cpu_ms() -> f64 {
 fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
     if let Some(f) = (!agent.replan.is_empty()).then(|| agent.replan.remove(0)) {
         agent.pending.retain(|&p| p != f);
+        agent.deferred.remove(&f);
         return Some(f);
     }
     if agent.pending.is_empty() || agent.policy_wait_until.is_some_and(|t| Instant::now() < t) {
         return None;
     }
     let now_s = agent.started.elapsed().as_secs_f64();
-    // Calls per second of each waiting function's hot edges.
+    // Calls per second of each waiting function's hot edges, and of the hot edges at
+    // sites its installed F+ covers (inlined copies whose sites it would guard).
     let mut rate: std::collections::HashMap<(usize, u32), f64> = agent.pending.iter().map(|&f| (f, 0.0)).collect();
+    let mut covering: std::collections::HashMap<(usize, u32), Vec<(usize, u32)>> = Default::default();
+    with_coverage(|c| {
+        for &f in &agent.pending {
+            if !agent.patches.iter().any(|p| p.active && p.owner == f) {
+                continue;
+            }
+            for &o in c.get(&f).map_or(&[][..], |cov| &cov.owners[..]) {
+                if o != f {
+                    covering.entry(o).or_default().push(f);
+                }
+            }
+        }
+    });
     for e in agent.edges.map.iter() {
         if e.state != EdgeState::Hot {
             continue;
         }
         let (mid, site, _) = *e.key();
         let Some(&(fi, _)) = agent.modules.get(mid).and_then(|m| m.site_info.get(site as usize)) else { continue };
-        if let Some(r) = rate.get_mut(&(mid, fi)) {
-            *r += e.rate.at(now_s);
+        let r = e.rate.at(now_s);
+        if let Some(x) = rate.get_mut(&(mid, fi)) {
+            *x += r;
+        }
+        for g in covering.get(&(mid, fi)).into_iter().flatten() {
+            if let Some(x) = rate.get_mut(g) {
+                *x += r;
+            }
         }
     }
     let cands: Vec<crate::policy::Candidate> = agent

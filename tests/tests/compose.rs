@@ -2,7 +2,8 @@
 //! * A caller compiled with a target inlined carries the target's own guards (nested
 //!   sites), so the hot inner calls reached only through the caller are specialised.
 //! * Sites of F+ left unguarded keep sampling: an edge that gets hot after F was
-//!   compiled (a phase change) makes the agent compile F again with it.
+//!   compiled (a phase change) makes the agent compile F again with it, also when the
+//!   site is one of an inlined copy's.
 
 use drti_tests::*;
 use std::path::PathBuf;
@@ -91,5 +92,14 @@ fn a_site_that_gets_hot_after_the_compile_is_found() {
         assert!(v.patches.iter().any(|p| p.function == "apply" && p.active), "{v:#}");
         let e = v.edges.iter().find(|e| e.caller == "apply" && e.callee == "mix").expect("the late edge");
         assert_eq!(e.state, "inlined", "{e}");
+        // One level down: the late site is stage()'s, inside stage()'s copy in drive()'s
+        // F+, sampled there as stage()'s site; drive() is compiled again with it guarded
+        // inside the copy, once per new edge at most (three edges: drive->stage,
+        // stage->twice, stage->mix), never in a loop.
+        let drives: Vec<_> = v.compiles.iter().filter(|c| c.function == "drive" && c.ok).collect();
+        let last = drives.last().unwrap_or_else(|| panic!("drive not compiled: {v:#}"));
+        assert!(last.nested.iter().any(|n| n.owner == "stage" && n.targets.iter().any(|t| t == "mix")), "threshold {threshold:?}: {v:#}");
+        assert!(drives.len() <= 3, "threshold {threshold:?}: drive compiled {} times: {v:#}", drives.len());
+        assert!(v.patches.iter().any(|p| p.function == "drive" && p.active), "{v:#}");
     }
 }
