@@ -306,6 +306,9 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     let Some(f) = caller else { return };
     tracing::debug!(caller = %agent.function_name(f.0, f.1), target = format!("{:#x}", s.target), "edge hot");
     queue(agent, f);
+    if !agent.config.jit {
+        return;
+    }
     // F+ of other functions that inlined f with its sites considered (sampled there, or
     // guarded for other targets) can guard the new edge too: one recompile each.
     let covering: Vec<(usize, u32)> = with_coverage(|c| {
@@ -425,13 +428,19 @@ struct Coverage {
     edges: Vec<crate::edges::EdgeKey>,
 }
 
-/// Coverage of the installed F+ of each function (agent thread and exit, under the state
-/// lock; consulted only for active patches).
+/// Coverage of the installed F+ of each function (agent thread and exit, always under the
+/// state lock, so never contended; consulted only for active patches).
 static COVERAGE: std::sync::Mutex<Option<std::collections::HashMap<(usize, u32), Coverage>>> = std::sync::Mutex::new(None);
 
-/// Runs `f` on the coverage table.
+/// Runs `f` on the coverage table. Under the state lock the table is free; only a fork
+/// child whose parent's agent thread held it at the fork finds it taken for good, and
+/// gets an empty one (the child compiles nothing).
 fn with_coverage<T>(f: impl FnOnce(&mut std::collections::HashMap<(usize, u32), Coverage>) -> T) -> T {
-    f(COVERAGE.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert_with(Default::default))
+    match COVERAGE.try_lock() {
+        Ok(mut g) => f(g.get_or_insert_with(Default::default)),
+        Err(std::sync::TryLockError::Poisoned(p)) => f(p.into_inner().get_or_insert_with(Default::default)),
+        Err(std::sync::TryLockError::WouldBlock) => f(&mut Default::default()),
+    }
 }
 
 /// Whether F+ samples the calls of guarded sites that match no guard. Off: the deopt rule
