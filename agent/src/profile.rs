@@ -6,6 +6,11 @@
 //! several threads write on the per-call path: countdowns and random state are
 //! thread-local; only the queue (once per sample) and the drop counter are shared.
 //!
+//! Compiled code (F+) keeps sampling the sites it did not specialise (tiered profiling):
+//! it counts down a thread-local countdown of the agent's own, at a fixed offset from the
+//! thread pointer ([`jit_countdown_offset`]), and calls [`jit_sample`], which pushes the
+//! sample through [`hook`] exactly as decorated code does, under the owner's site id.
+//!
 //! # Count estimates
 //! A sample stands for the calls its countdown counted, i.e. its weight: the calls of all
 //! sites of that thread and object file since the previous sample, attributed to the edge

@@ -730,14 +730,17 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
         return None;
     }
-    // Every other site of F and of the copies inlined into F+ keeps sampling.
+    // Every other site of F and of the copies inlined into F+ keeps sampling, but for
+    // sites decided already: every target seen is outside decorated code.
     let mut probes = Vec::new();
     for &(mid, g) in &planned {
         let Some(m) = agent.module(mid) else { continue };
         let Some(rec) = m.blob.function(g) else { continue };
         for s in rec.first_site..rec.first_site + rec.n_sites {
             let Some(site) = m.blob.site(s) else { continue };
-            if !plans.iter().any(|p| p.owner == (mid, g) && p.ordinal == site.ordinal) {
+            let edges = agent.edges.of_site(mid, s);
+            let decided = !edges.is_empty() && edges.iter().all(|(_, e)| matches!(e.callee, Callee::Outside { .. }));
+            if !decided && !plans.iter().any(|p| p.owner == (mid, g) && p.ordinal == site.ordinal) {
                 probes.push(ProbePlan { owner: (mid, g), ordinal: site.ordinal, site: s, area: m.runtime as u64 });
             }
         }
