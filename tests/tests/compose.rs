@@ -61,12 +61,16 @@ fn the_caller_carries_the_inner_guards() {
 #[test]
 fn the_caller_carries_the_inner_guards_at_the_default_threshold() {
     let v = tracer(None, &[]);
-    // Under the default policy a compile must pay back; when ray_color is compiled, its
-    // copy of hittable_list::hit is the specialised one.
-    if v.compiles.iter().any(|c| c.function == RAY_COLOR && c.ok) {
-        assert!(ray_color_carries_nested_guards(&v), "{v:#}");
-    } else {
-        println!("note: ray_color was not compiled at the default threshold in this run");
+    // Under the default policy a compile must pay back, and the deopt rule may take
+    // ray_color's code out again (a material under 5% of a site's calls is not guarded,
+    // and its misses count): whenever ray_color was compiled with hittable_list::hit
+    // inlined, the copy was the specialised one.
+    let with_list: Vec<_> = v.compiles.iter().filter(|c| c.function == RAY_COLOR && c.ok && c.inlined.iter().any(|t| t == LIST_HIT)).collect();
+    for c in &with_list {
+        assert!(c.nested.iter().any(|n| n.owner == LIST_HIT && n.targets.len() == 2), "{c}\n{v:#}");
+    }
+    if with_list.is_empty() {
+        println!("note: ray_color was not compiled with hittable_list::hit at the default threshold in this run");
     }
 }
 
