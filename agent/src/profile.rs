@@ -497,8 +497,12 @@ mod tests {
         assert_eq!(next_weight(1, &mut rng), 1);
     }
 
+    /// Tests that use the global queue run one at a time.
+    static QUEUE_USERS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn hook_weights_samples_by_their_countdown() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
         let q = queue();
         while q.pop().is_some() {}
         init(100);
@@ -530,5 +534,55 @@ mod tests {
         // SAFETY: as above.
         unsafe { hook(a, 7, std::ptr::null(), &mut st) };
         assert!(st.countdown >= 0 && q.pop().is_none());
+    }
+
+    #[test]
+    fn jit_countdown_is_thread_local_at_a_fixed_offset() {
+        // The test binary is an executable: its TLS is static, as the preloaded agent's.
+        let off = jit_countdown_offset().expect("static TLS in an executable");
+        // SAFETY: this thread's own state, read through the thread pointer and directly.
+        unsafe {
+            (*jit_tls::state()).countdown = 12345;
+            let via_fs = ((thread_pointer() as i64 + off) as *const i32).read();
+            assert_eq!(via_fs, 12345);
+        }
+        let other = std::thread::spawn(|| {
+            // SAFETY: as above, on another thread: its own, fresh countdown.
+            unsafe { ((thread_pointer() as i64 + jit_countdown_offset().unwrap()) as *const i32).read() }
+        });
+        assert_eq!(other.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn jit_code_samples_through_the_hook_and_not_when_detached() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+        let q = queue();
+        while q.pop().is_some() {}
+        init(100);
+        let mut area = RuntimeAreaHeader { hook: Default::default(), reserved: 3 };
+        let a = &mut area as *mut RuntimeAreaHeader;
+        // SAFETY: `area` is a live local laid out as an attached area; the state is this
+        // thread's.
+        unsafe {
+            (*jit_tls::state()) = ThreadState::default();
+            // Detached (no hook): no sample, and the countdown is pushed far away.
+            jit_count(a, 1, 0x10 as *const libc::c_void);
+            assert!(q.pop().is_none());
+            assert!((*jit_tls::state()).countdown > 1 << 20);
+            (*a).hook.store(hook as *mut libc::c_void, Ordering::Release);
+            (*jit_tls::state()) = ThreadState::default();
+            // A fresh thread's first call is a sample of weight 1, then one per countdown.
+            jit_count(a, 2, 0x20 as *const libc::c_void);
+            let s = q.pop().expect("a sample");
+            assert_eq!((s.area, s.site, s.weight, s.target), (a as usize, 2, 1, 0x20));
+            // The countdown stands for n calls: the n-th is the next sample, of weight n.
+            let n = (*jit_tls::state()).countdown + 1;
+            for _ in 0..n - 1 {
+                jit_count(a, 1, 0x30 as *const libc::c_void);
+            }
+            assert!(q.pop().is_none());
+            jit_count(a, 1, 0x30 as *const libc::c_void);
+            assert_eq!(q.pop().map(|s| (s.site, s.weight, s.target)), Some((1, n as u32, 0x30)));
+        }
     }
 }
