@@ -6,6 +6,11 @@
 //! several threads write on the per-call path: countdowns and random state are
 //! thread-local; only the queue (once per sample) and the drop counter are shared.
 //!
+//! Compiled code (F+) keeps sampling the sites it did not specialise (tiered profiling):
+//! it counts down a thread-local countdown of the agent's own, at a fixed offset from the
+//! thread pointer ([`jit_countdown_offset`]), and calls [`jit_sample`], which pushes the
+//! sample through [`hook`] exactly as decorated code does, under the owner's site id.
+//!
 //! # Count estimates
 //! A sample stands for the calls its countdown counted, i.e. its weight: the calls of all
 //! sites of that thread and object file since the previous sample, attributed to the edge
@@ -285,6 +290,107 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
     }
 }
 
+/// The profiling state of JIT'd code (F+), per thread: F+ cannot name a decorated
+/// object's `__drti_tls`, so its sampled sites count down this one, shared by all F+ of
+/// the thread (weights stay unbiased: one countdown over all sites, as in an object file).
+/// The agent is preloaded, so this lives in the static TLS block, at the same offset from
+/// the thread pointer in every thread ([`jit_countdown_offset`]).
+mod jit_tls {
+    use bitcode_embed::format::ThreadState;
+    use std::cell::UnsafeCell;
+
+    thread_local! {
+        pub static STATE: UnsafeCell<ThreadState> = const { UnsafeCell::new(ThreadState { countdown: 0, reset: 0, rng: 0, reserved: 0 }) };
+    }
+
+    /// This thread's state.
+    pub fn state() -> *mut ThreadState {
+        STATE.with(|s| s.get())
+    }
+}
+
+/// The thread pointer (`%fs` base on x86-64).
+#[cfg(target_arch = "x86_64")]
+fn thread_pointer() -> usize {
+    let tp: usize;
+    // SAFETY: on x86-64 Linux, `%fs:0` holds the thread control block's own address (the
+    // thread pointer, glibc and musl alike); reading it has no side effect.
+    unsafe { core::arch::asm!("mov {}, qword ptr fs:[0]", out(reg) tp, options(nostack, readonly, preserves_flags)) };
+    tp
+}
+
+/// Offset of the calling thread's JIT countdown from its thread pointer.
+#[cfg(target_arch = "x86_64")]
+fn countdown_offset_here() -> i64 {
+    jit_tls::state() as i64 - thread_pointer() as i64
+}
+
+/// The offset from the thread pointer of the JIT countdown (an `i32`, the first field of
+/// the thread's [`ThreadState`]) when it is the same in every thread: measured on the
+/// calling thread and on a fresh one, and within the static TLS block below the thread
+/// pointer (x86-64 TLS variant II). `None` (F+ then calls [`jit_count`] at each sampled
+/// call) if the agent's TLS is dynamic (the agent was dlopen'd) or not on x86-64.
+pub fn jit_countdown_offset() -> Option<i64> {
+    static OFFSET: OnceLock<Option<i64>> = OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let here = countdown_offset_here();
+            let there = std::thread::Builder::new().name("drti-tls-probe".into()).spawn(countdown_offset_here).ok()?.join().ok()?;
+            let ok = here == there && (-(1 << 20)..0).contains(&here);
+            if ok {
+                tracing::debug!(offset = here, "JIT countdown in static TLS");
+            } else {
+                tracing::debug!(here, there, "the JIT countdown is not in static TLS: compiled code calls the sampler at each sampled call");
+            }
+            ok.then_some(here)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        None
+    })
+}
+
+/// Takes one sample for JIT'd code whose countdown (this thread's JIT countdown) went
+/// negative at site `site` of the module whose runtime area is `area`: exactly what
+/// [`hook`] does for decorated code. Ignored when the module is not attached (fork
+/// child, agent shut down).
+///
+/// # Safety
+/// `area` must be the runtime area of a module the agent attached and that is still
+/// mapped (F+ passes the areas of the modules its code came from, which it depends on).
+pub unsafe extern "C" fn jit_sample(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void) {
+    let state = jit_tls::state();
+    // SAFETY: the caller's contract: `area` is a mapped runtime area.
+    if unsafe { !is_attached(area) } {
+        // Stay quiet for a while (this thread's state only).
+        // SAFETY: this thread's own state.
+        unsafe { std::ptr::addr_of_mut!((*state).countdown).write(i32::MAX / 2) };
+        return;
+    }
+    // SAFETY: `area` is attached (the contract of `hook`) and `state` is this thread's.
+    unsafe { hook(area, site, target, state) }
+}
+
+/// For F+ when the countdown has no fixed offset: counts one call down on this thread's
+/// JIT countdown and samples when it goes negative.
+///
+/// # Safety
+/// As for [`jit_sample`].
+pub unsafe extern "C" fn jit_count(area: *mut RuntimeAreaHeader, site: u32, target: *const libc::c_void) {
+    let state = jit_tls::state();
+    // SAFETY: this thread's own state, touched by this thread only.
+    let c = unsafe {
+        let p = std::ptr::addr_of_mut!((*state).countdown);
+        let c = p.read() - 1;
+        p.write(c);
+        c
+    };
+    if c < 0 {
+        // SAFETY: per the function contract.
+        unsafe { jit_sample(area, site, target) }
+    }
+}
+
 /// Connects a module's sites to [`hook`]: the site count first, then the hook pointer
 /// (release), so a site that sees the hook also sees the count. Countdowns are
 /// thread-local and start at zero: each thread's first profiled call takes a sample.
@@ -391,8 +497,12 @@ mod tests {
         assert_eq!(next_weight(1, &mut rng), 1);
     }
 
+    /// Tests that use the global queue run one at a time.
+    static QUEUE_USERS: Mutex<()> = Mutex::new(());
+
     #[test]
     fn hook_weights_samples_by_their_countdown() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
         let q = queue();
         while q.pop().is_some() {}
         init(100);
@@ -424,5 +534,55 @@ mod tests {
         // SAFETY: as above.
         unsafe { hook(a, 7, std::ptr::null(), &mut st) };
         assert!(st.countdown >= 0 && q.pop().is_none());
+    }
+
+    #[test]
+    fn jit_countdown_is_thread_local_at_a_fixed_offset() {
+        // The test binary is an executable: its TLS is static, as the preloaded agent's.
+        let off = jit_countdown_offset().expect("static TLS in an executable");
+        // SAFETY: this thread's own state, read through the thread pointer and directly.
+        unsafe {
+            (*jit_tls::state()).countdown = 12345;
+            let via_fs = ((thread_pointer() as i64 + off) as *const i32).read();
+            assert_eq!(via_fs, 12345);
+        }
+        let other = std::thread::spawn(|| {
+            // SAFETY: as above, on another thread: its own, fresh countdown.
+            unsafe { ((thread_pointer() as i64 + jit_countdown_offset().unwrap()) as *const i32).read() }
+        });
+        assert_eq!(other.join().unwrap(), 0);
+    }
+
+    #[test]
+    fn jit_code_samples_through_the_hook_and_not_when_detached() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+        let q = queue();
+        while q.pop().is_some() {}
+        init(100);
+        let mut area = RuntimeAreaHeader { hook: Default::default(), reserved: 3 };
+        let a = &mut area as *mut RuntimeAreaHeader;
+        // SAFETY: `area` is a live local laid out as an attached area; the state is this
+        // thread's.
+        unsafe {
+            (*jit_tls::state()) = ThreadState::default();
+            // Detached (no hook): no sample, and the countdown is pushed far away.
+            jit_count(a, 1, 0x10 as *const libc::c_void);
+            assert!(q.pop().is_none());
+            assert!((*jit_tls::state()).countdown > 1 << 20);
+            (*a).hook.store(hook as *mut libc::c_void, Ordering::Release);
+            (*jit_tls::state()) = ThreadState::default();
+            // A fresh thread's first call is a sample of weight 1, then one per countdown.
+            jit_count(a, 2, 0x20 as *const libc::c_void);
+            let s = q.pop().expect("a sample");
+            assert_eq!((s.area, s.site, s.weight, s.target), (a as usize, 2, 1, 0x20));
+            // The countdown stands for n calls: the n-th is the next sample, of weight n.
+            let n = (*jit_tls::state()).countdown + 1;
+            for _ in 0..n - 1 {
+                jit_count(a, 1, 0x30 as *const libc::c_void);
+            }
+            assert!(q.pop().is_none());
+            jit_count(a, 1, 0x30 as *const libc::c_void);
+            assert_eq!(q.pop().map(|s| (s.site, s.weight, s.target)), Some((1, n as u32, 0x30)));
+        }
     }
 }

@@ -14,6 +14,17 @@
 //! DRTI_MAX_TARGETS. A target outside the main program is guarded through a guard slot
 //! (`guard_slots`) that dlclose clears, so address reuse cannot fool the guard.
 //!
+//! Composition (issue 11 item 3): the plan goes [`NEST_LEVELS`] levels deep. The sites of
+//! each inlined target G are planned from the same edge table as G's own compile would
+//! be, and the JIT guards them inside G's copy, so F+ carries G's specialisation instead
+//! of G's original body (each function once per plan: a cycle F -> G -> F stops). Every
+//! site of F+ left unguarded (F's and the copies', any level) keeps sampling into the
+//! edge table under its owner's site id, through the agent's thread-local countdown
+//! (`profile::jit_sample`); misses at guarded sites stay the deopt rule's. A new hot edge at a site of G queues G and every F whose
+//! installed F+ considered G's sites ([`Coverage`]); a compile of G makes callers plan
+//! again only when their F+ lacks one of G's guarded edges, so a new edge costs one
+//! recompile per function and nothing loops.
+//!
 //! Deopt rule: F+ counts the calls at its guarded sites that match no guard. When one
 //! compile's misses since its last check exceed max(threshold, 1000) within one check
 //! interval (100 ms), the guards no longer describe the site: the patch is reverted, the
@@ -25,6 +36,7 @@ use crate::guard_slots::{self, GuardSlot};
 use crate::lifecycle;
 use crate::profile::{self, Sample};
 use crate::state::{self, Agent, CompileRecord, FnStatus, PatchEntry};
+use bitcode_embed::dump::DumpNested;
 use bitcode_embed::jit_abi::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -315,8 +327,25 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     }
     let Some(f) = caller else { return };
     tracing::debug!(caller = %agent.function_name(f.0, f.1), target = format!("{:#x}", s.target), "edge hot");
+    queue(agent, f);
+    if !agent.config.jit {
+        return;
+    }
+    // F+ of other functions that inlined f with its sites considered (sampled there, or
+    // guarded for other targets) can guard the new edge too: one recompile each.
+    let covering: Vec<(usize, u32)> = with_coverage(|c| {
+        agent.patches.iter().filter(|p| p.active && p.owner != f && c.get(&p.owner).is_some_and(|cov| cov.owners.contains(&f))).map(|p| p.owner).collect()
+    });
+    for g in covering {
+        queue(agent, g);
+    }
+}
+
+/// Queues `f` for a compile unless it waits already or was given up.
+fn queue(agent: &mut Agent, f: (usize, u32)) {
+    let jit = agent.config.jit;
     let st = agent.functions.entry(f).or_default();
-    if matches!(st.0, FnStatus::Profiling | FnStatus::Optimised) && agent.config.jit {
+    if matches!(st.0, FnStatus::Profiling | FnStatus::Optimised) && jit {
         st.0 = FnStatus::Queued;
         st.2.get_or_insert_with(Instant::now);
         agent.pending.push(f);
@@ -331,33 +360,49 @@ fn process_cpu_ms() -> f64 {
     t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
 }
 
-/// Whether function `g` runs compiled code of its own.
-fn has_own_code(agent: &Agent, g: (usize, u32)) -> bool {
-    agent.patches.iter().any(|p| p.active && p.owner == g)
-}
-
 /// The waiting function the policy compiles next, taken off the queue; `None` when none
 /// should be compiled now (each waiting function's reason is kept for the dump). A
 /// function whose compiled code bypasses a newer specialisation is planned first.
 fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
     if let Some(f) = (!agent.replan.is_empty()).then(|| agent.replan.remove(0)) {
         agent.pending.retain(|&p| p != f);
+        agent.deferred.remove(&f);
         return Some(f);
     }
     if agent.pending.is_empty() || agent.policy_wait_until.is_some_and(|t| Instant::now() < t) {
         return None;
     }
     let now_s = agent.started.elapsed().as_secs_f64();
-    // Calls per second of each waiting function's hot edges.
+    // Calls per second of each waiting function's hot edges, and of the hot edges at
+    // sites its installed F+ covers (inlined copies whose sites it would guard).
     let mut rate: std::collections::HashMap<(usize, u32), f64> = agent.pending.iter().map(|&f| (f, 0.0)).collect();
+    let mut covering: std::collections::HashMap<(usize, u32), Vec<(usize, u32)>> = Default::default();
+    with_coverage(|c| {
+        for &f in &agent.pending {
+            if !agent.patches.iter().any(|p| p.active && p.owner == f) {
+                continue;
+            }
+            for &o in c.get(&f).map_or(&[][..], |cov| &cov.owners[..]) {
+                if o != f {
+                    covering.entry(o).or_default().push(f);
+                }
+            }
+        }
+    });
     for e in agent.edges.map.iter() {
         if e.state != EdgeState::Hot {
             continue;
         }
         let (mid, site, _) = *e.key();
         let Some(&(fi, _)) = agent.modules.get(mid).and_then(|m| m.site_info.get(site as usize)) else { continue };
-        if let Some(r) = rate.get_mut(&(mid, fi)) {
-            *r += e.rate.at(now_s);
+        let r = e.rate.at(now_s);
+        if let Some(x) = rate.get_mut(&(mid, fi)) {
+            *x += r;
+        }
+        for g in covering.get(&(mid, fi)).into_iter().flatten() {
+            if let Some(x) = rate.get_mut(g) {
+                *x += r;
+            }
         }
     }
     let cands: Vec<crate::policy::Candidate> = agent
@@ -390,9 +435,111 @@ fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
     }
 }
 
+/// Levels of guarded sites in one compile: F's own and those of the targets inlined into
+/// F+ (whose copies carry their guards). Targets of the last level are inlined with
+/// their sites unguarded but sampled.
+const NEST_LEVELS: usize = 2;
+
+/// What an installed F+ covers: the functions whose sites its plan considered (F and the
+/// targets of the nested levels) and the edges it guards. A new hot edge at a site of one
+/// of them can be guarded by compiling F again; a compile of one of them with no edge
+/// beyond these makes nothing new reachable from F+.
+#[derive(Clone, Debug, Default)]
+struct Coverage {
+    owners: Vec<(usize, u32)>,
+    edges: Vec<crate::edges::EdgeKey>,
+}
+
+/// Coverage of the installed F+ of each function (agent thread and exit, always under the
+/// state lock, so never contended; consulted only for active patches).
+static COVERAGE: std::sync::Mutex<Option<std::collections::HashMap<(usize, u32), Coverage>>> = std::sync::Mutex::new(None);
+
+/// Runs `f` on the coverage table. Under the state lock the table is free; only a fork
+/// child whose parent's agent thread held it at the fork finds it taken for good, and
+/// gets an empty one (the child compiles nothing).
+fn with_coverage<T>(f: impl FnOnce(&mut std::collections::HashMap<(usize, u32), Coverage>) -> T) -> T {
+    match COVERAGE.try_lock() {
+        Ok(mut g) => f(g.get_or_insert_with(Default::default)),
+        Err(std::sync::TryLockError::Poisoned(p)) => f(p.into_inner().get_or_insert_with(Default::default)),
+        Err(std::sync::TryLockError::WouldBlock) => f(&mut Default::default()),
+    }
+}
+
+/// Whether F+ samples the calls of guarded sites that match no guard. Off: the deopt rule
+/// owns misses (a site whose guards stop matching goes back to F and is planned afresh,
+/// so a target that is no longer called is not kept guarded); the JIT supports it.
+const SAMPLE_MISSES: bool = false;
+
+/// An unguarded site of F+ that keeps sampling.
+struct ProbePlan {
+    owner: (usize, u32),
+    ordinal: u32,
+    /// Site index in the owner's module.
+    site: u32,
+    /// The owner module's runtime area.
+    area: u64,
+}
+
+/// Plans the sites of `g` (F or a function inlined into F+): per site with a hot edge,
+/// the hottest decorated targets past the threshold or with a share of the site's calls.
+/// Adds the targets' modules to `modules`.
+fn plan_sites(agent: &mut Agent, g: (usize, u32), modules: &mut Vec<usize>) -> Vec<SitePlan> {
+    let (id, gi) = g;
+    let max_targets = agent.config.max_targets;
+    let threshold = agent.config.hot_threshold;
+    let Some(m) = agent.module(id) else { return Vec::new() };
+    let Some(rec) = m.blob.function(gi) else { return Vec::new() };
+    let area = m.runtime as u64;
+    let sites: Vec<(u32, u32)> = (rec.first_site..rec.first_site + rec.n_sites).filter_map(|s| m.blob.site(s).map(|site| (s, site.ordinal))).collect();
+    let mut plans = Vec::new();
+    for (s, ordinal) in sites {
+        let mut plan = SitePlan { owner: g, ordinal, site: s, area, targets: Vec::new(), edges: Vec::new() };
+        // A site is compiled once one of its edges is hot; every target with at least
+        // 1/MIN_SHARE of the site's recent calls is guarded too, so a mostly-monomorphic
+        // site does not deopt over and over on its second-hottest target.
+        let edges = agent.edges.of_site(id, s);
+        let site_total: u64 = edges.iter().map(|(_, e)| e.recent).sum();
+        if edges.first().is_none_or(|(_, e)| e.recent < threshold) {
+            continue;
+        }
+        for (key, e) in edges {
+            if (e.recent < threshold && e.recent * MIN_SHARE < site_total) || e.state == EdgeState::Rejected {
+                continue;
+            }
+            match &e.callee {
+                // A target is inlined with its own hot sites guarded inside its copy
+                // (nested levels), so F+ does not bypass the target's specialisation.
+                Callee::Decorated { module, function } if plan.targets.len() < max_targets => {
+                    if !modules.contains(module) {
+                        modules.push(*module);
+                    }
+                    plan.targets.push((key.2, *module, *function));
+                    plan.edges.push((key, true));
+                }
+                Callee::Decorated { .. } => plan.edges.push((key, false)),
+                Callee::Outside { name, object } => {
+                    let why = format!("target {name} in {object} is not drti-decorated code (no bitcode)");
+                    tracing::info!(caller = %agent.function_name(id, gi), "edge rejected: {why}");
+                    agent.edges.set_state(key, EdgeState::Rejected, Some(why));
+                }
+            }
+        }
+        if !plan.targets.is_empty() {
+            plans.push(plan);
+        }
+    }
+    plans
+}
+
 /// What one compile inlines at one site.
 struct SitePlan {
+    /// The function holding the site: F, or a target inlined into F+.
+    owner: (usize, u32),
     ordinal: u32,
+    /// The site's index in the owner's module, and that module's runtime area (misses
+    /// are sampled as this site).
+    site: u32,
+    area: u64,
     /// (target address, module id, function index).
     targets: Vec<(u64, usize, u32)>,
     edges: Vec<(crate::edges::EdgeKey, bool)>,
@@ -419,6 +566,15 @@ struct Job {
     jit: Arc<crate::jit_bridge::Jit>,
     /// When the earliest inlined edge was first sampled (seconds since the agent started).
     first_seen_s: Option<f64>,
+    /// Per plan: the owner's IR name, empty for F.
+    owner_names: Vec<String>,
+    /// Unguarded sites that keep sampling, and their owners' IR names (empty for F).
+    probes: Vec<ProbePlan>,
+    probe_names: Vec<String>,
+    /// The nested sites, for the dump.
+    nested: Vec<DumpNested>,
+    /// What F+ covers (see [`Coverage`]).
+    coverage: Coverage,
 }
 
 impl Job {
@@ -456,13 +612,24 @@ impl Job {
                     .collect()
             })
             .collect();
+        let owner = |o: (usize, u32), name: &String| {
+            if o == self.f {
+                JitOwner::F
+            } else {
+                JitOwner { module: self.modules.iter().position(|&x| x == o.0).unwrap_or(0) as u32, name: name.as_ptr(), name_len: name.len() }
+            }
+        };
         let sites: Vec<JitSite> = self
             .plans
             .iter()
             .zip(&targets)
             .zip(&self.misses)
-            .map(|((p, t), m)| JitSite { ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr() })
+            .zip(&self.owner_names)
+            .map(|(((p, t), m), on)| JitSite { owner: owner(p.owner, on), ordinal: p.ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m.as_ptr(), site: p.site, area: if SAMPLE_MISSES { p.area } else { 0 } })
             .collect();
+        let probes: Vec<JitProbe> =
+            self.probes.iter().zip(&self.probe_names).map(|(p, on)| JitProbe { owner: owner(p.owner, on), ordinal: p.ordinal, site: p.site, area: p.area }).collect();
+        let offset = profile::jit_countdown_offset();
         let req = JitRequest {
             abi_version: JIT_ABI_VERSION,
             opt_level: 2,
@@ -473,6 +640,12 @@ impl Job {
             function_name_len: self.name.len(),
             sites: sites.as_ptr(),
             n_sites: sites.len(),
+            probes: probes.as_ptr(),
+            n_probes: probes.len(),
+            sample_fn: profile::jit_sample as *const () as usize as u64,
+            count_fn: profile::jit_count as *const () as usize as u64,
+            countdown_offset: offset.unwrap_or(0),
+            countdown_static: offset.is_some() as u32,
             inject_failure: self.inject_failure as u32,
         };
         let started = Instant::now();
@@ -546,65 +719,61 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         give_up(agent, f, &name, &format!("live patching unavailable: {e}"), false);
         return None;
     }
-    let m = agent.module(id)?;
-    let rec = m.blob.function(fi)?;
-    let max_targets = agent.config.max_targets;
-    let threshold = agent.config.hot_threshold;
+    agent.module(id)?.blob.function(fi)?;
 
-    // Plan: per site, the hottest decorated targets past the threshold.
+    // Plan level by level: F's sites, then the sites of the targets inlined into F+
+    // (each function once: a cycle F -> G -> F stops at F).
     let mut plans: Vec<SitePlan> = Vec::new();
     let mut modules: Vec<usize> = vec![id];
-    for s in rec.first_site..rec.first_site + rec.n_sites {
-        let Some(site) = m.blob.site(s) else { continue };
-        let mut plan = SitePlan { ordinal: site.ordinal, targets: Vec::new(), edges: Vec::new() };
-        // A site is compiled once one of its edges is hot; every target with at least
-        // 1/MIN_SHARE of the site's recent calls is guarded too, so a mostly-monomorphic
-        // site does not deopt over and over on its second-hottest target.
-        let edges = agent.edges.of_site(id, s);
-        let site_total: u64 = edges.iter().map(|(_, e)| e.recent).sum();
-        if edges.first().is_none_or(|(_, e)| e.recent < threshold) {
-            continue;
-        }
-        for (key, e) in edges {
-            if (e.recent < threshold && e.recent * MIN_SHARE < site_total) || e.state == EdgeState::Rejected {
-                continue;
-            }
-            match &e.callee {
-                // A target with compiled code of its own is called, not inlined: its
-                // entry leads to its specialised code, which an inlined copy of its
-                // original body would bypass.
-                Callee::Decorated { module, function } if (*module, *function) != f && has_own_code(agent, (*module, *function)) => {
-                    agent.edges.set_state(key, EdgeState::Hot, Some("called, not inlined: the target has compiled code of its own".into()));
-                }
-                Callee::Decorated { module, function } if plan.targets.len() < max_targets => {
-                    if !modules.contains(module) {
-                        modules.push(*module);
+    let mut planned: Vec<(usize, u32)> = vec![f];
+    let mut considered: Vec<(usize, u32)> = Vec::new();
+    let mut level = vec![f];
+    for _ in 0..NEST_LEVELS {
+        let mut next = Vec::new();
+        for g in level {
+            considered.push(g);
+            for p in plan_sites(agent, g, &mut modules) {
+                for &(_, mid, tf) in &p.targets {
+                    if !planned.contains(&(mid, tf)) && !next.contains(&(mid, tf)) {
+                        next.push((mid, tf));
                     }
-                    plan.targets.push((key.2, *module, *function));
-                    plan.edges.push((key, true));
                 }
-                Callee::Decorated { .. } => plan.edges.push((key, false)),
-                Callee::Outside { name, object } => {
-                    let why = format!("target {name} in {object} is not drti-decorated code (no bitcode)");
-                    tracing::info!(caller = %agent.function_name(id, fi), "edge rejected: {why}");
-                    agent.edges.set_state(key, EdgeState::Rejected, Some(why));
-                }
+                plans.push(p);
             }
         }
-        if !plan.targets.is_empty() {
-            plans.push(plan);
-        }
+        planned.extend(next.iter().copied());
+        level = next;
     }
-    if plans.is_empty() {
+    if !plans.iter().any(|p| p.owner == f) {
         tracing::debug!(function = %name, "nothing to inline (no hot decorated target)");
-        // An F+ whose targets all have compiled code of their own now is no better than
-        // F, which calls them: back to F.
         if let Some(i) = agent.patches.iter().position(|p| p.owner == f && p.active) {
-            agent.unpatch(i, "its inlined targets have compiled code of their own");
+            agent.unpatch(i, "none of its sites has a hot target left");
         }
         agent.functions.entry(f).or_default().0 = FnStatus::Profiling;
         return None;
     }
+    // Every other site of F and of the copies inlined into F+ keeps sampling, but for
+    // sites decided already: every target seen is outside decorated code.
+    let mut probes = Vec::new();
+    for &(mid, g) in &planned {
+        let Some(m) = agent.module(mid) else { continue };
+        let Some(rec) = m.blob.function(g) else { continue };
+        for s in rec.first_site..rec.first_site + rec.n_sites {
+            let Some(site) = m.blob.site(s) else { continue };
+            let edges = agent.edges.of_site(mid, s);
+            let decided = !edges.is_empty() && edges.iter().all(|(_, e)| matches!(e.callee, Callee::Outside { .. }));
+            if !decided && !plans.iter().any(|p| p.owner == (mid, g) && p.ordinal == site.ordinal) {
+                probes.push(ProbePlan { owner: (mid, g), ordinal: site.ordinal, site: s, area: m.runtime as u64 });
+            }
+        }
+    }
+    let nested: Vec<DumpNested> = plans
+        .iter()
+        .filter(|p| p.owner != f)
+        .map(|p| DumpNested { owner: agent.function_name(p.owner.0, p.owner.1), ordinal: p.ordinal, targets: p.targets.iter().map(|&(_, mid, tf)| agent.function_name(mid, tf)).collect() })
+        .collect();
+    let owner_names: Vec<String> = plans.iter().map(|p| if p.owner == f { String::new() } else { agent.function_name(p.owner.0, p.owner.1) }).collect();
+    let probe_names: Vec<String> = probes.iter().map(|p| if p.owner == f { String::new() } else { agent.function_name(p.owner.0, p.owner.1) }).collect();
 
     // Bitcode and address tables of every module involved (copies: the compile runs
     // without the lock, while modules may come and go).
@@ -662,6 +831,7 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         }
         return None;
     }
+    let included: Vec<crate::edges::EdgeKey> = plans.iter().flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).collect();
     let misses: Vec<&'static AtomicU64> = plans.iter().map(|_| &*Box::leak(Box::new(AtomicU64::new(0)))).collect();
     tracing::debug!(ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3), "request ready (since hot)");
     let first_seen_s = plans
@@ -684,6 +854,11 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         slots,
         misses,
         jit,
+        owner_names,
+        probes,
+        probe_names,
+        nested,
+        coverage: Coverage { owners: considered, edges: included },
     })
 }
 
@@ -704,7 +879,9 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         return;
     }
     let plans = &job.plans;
-    let inlined: Vec<String> = job.target_names.iter().flatten().cloned().collect();
+    // F's own sites' targets; the nested ones are listed apart.
+    let inlined: Vec<String> = plans.iter().zip(&job.target_names).filter(|(p, _)| p.owner == f).flat_map(|(_, n)| n.iter().cloned()).collect();
+    let extra = || CompileRecord { nested: job.nested.clone(), sampled_sites: job.probes.len() as u32, ..Default::default() };
     if res.ok == 0 {
         job.discard(&res);
     }
@@ -714,7 +891,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         let key = plans.iter().flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).nth(res.rejected_target as usize);
         if let Some(key) = key {
             tracing::info!(function = %name, "edge rejected: {err}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()), ..extra() });
             agent.edges.set_state(key, EdgeState::Rejected, Some(err));
             agent.functions.entry(f).or_default().0 = FnStatus::Queued;
             agent.pending.push(f);
@@ -723,7 +900,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     }
     if res.ok == 0 {
         let err = res.error_text();
-        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
+        agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: 0, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()), ..extra() });
         for p in plans {
             for &(k, _) in &p.edges {
                 agent.edges.set_state(k, EdgeState::Rejected, Some(err.clone()));
@@ -786,14 +963,26 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
                     }
                 }
             }
-            // Compiled code that inlined F's original body would bypass F+: plan it again.
-            let stale: Vec<(usize, u32)> = agent.patches.iter().filter(|p| p.active && p.owner != f && p.inlined.contains(&f)).map(|p| p.owner).collect();
+            // Compiled code that inlined F with fewer guards than F+ has now would bypass
+            // them: plan it again, where its plan covers F's sites (a copy of F at the
+            // last level stays unguarded whatever it is compiled again with).
+            let mine: Vec<crate::edges::EdgeKey> = plans.iter().filter(|p| p.owner == f).flat_map(|p| p.edges.iter().filter(|(_, inc)| *inc).map(|(k, _)| *k)).collect();
+            let stale: Vec<(usize, u32)> = with_coverage(|c| {
+                c.insert(f, job.coverage.clone());
+                agent
+                    .patches
+                    .iter()
+                    .filter(|p| p.active && p.owner != f && p.inlined.contains(&f))
+                    .filter(|p| c.get(&p.owner).is_none_or(|cov| cov.owners.contains(&f) && !mine.iter().all(|k| cov.edges.contains(k))))
+                    .map(|p| p.owner)
+                    .collect()
+            });
             for g in stale {
                 if !agent.replan.contains(&g) {
                     agent.replan.push(g);
                 }
             }
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: Some((&res).into()) });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: Some((&res).into()), ..extra() });
             for p in plans {
                 for &(k, included) in &p.edges {
                     if included {
@@ -809,7 +998,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
         Err(e) => {
             job.discard(&res);
             let err = format!("patch failed: {e}");
-            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()) });
+            agent.compiles.push(CompileRecord { function: name.clone(), inlined, ms, code_bytes: res.code_size, ok: false, error: Some(err.clone()), hot_to_patch_ms: None, seen_to_patch_ms: None, phases: Some((&res).into()), ..extra() });
             give_up(agent, f, &name, &err, false);
         }
     }

@@ -141,6 +141,24 @@ pub struct DumpCompile {
     /// Where the compile's time went; null when the JIT did not report it.
     #[serde(default)]
     pub phases: Option<DumpPhases>,
+    /// Sites of inlined targets guarded inside their copies in F+ (composed
+    /// specialisations; `inlined` lists F's own sites' targets).
+    #[serde(default)]
+    pub nested: Vec<DumpNested>,
+    /// Unguarded sites of F+ (F's and its inlined copies') that keep sampling.
+    #[serde(default)]
+    pub sampled_sites: u32,
+}
+
+/// A site of an inlined target, guarded inside the target's copy in F+.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DumpNested {
+    /// The target whose site it is.
+    pub owner: String,
+    /// The site's ordinal within the owner.
+    pub ordinal: u32,
+    /// The guarded targets, hottest first.
+    pub targets: Vec<String>,
 }
 
 /// A compile's time by phase.
@@ -300,6 +318,8 @@ mod tests {
                     hot_to_patch_ms: Some(14.0),
                     seen_to_patch_ms: Some(20.0),
                     phases: Some(DumpPhases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 6.0, codegen_ms: 3.75, cpu_ms: 9.5 }),
+                    nested: vec![DumpNested { owner: "twice".into(), ordinal: 0, targets: vec!["inc".into()] }],
+                    sampled_sites: 1,
                 },
                 DumpCompile { function: "run".into(), ok: false, error: Some("setjmp".into()), ..Default::default() },
             ],

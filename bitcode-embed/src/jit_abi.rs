@@ -7,7 +7,7 @@
 //! the duration of the call only; the JIT copies what it keeps.
 
 /// Bumped on any change to the types or functions below.
-pub const JIT_ABI_VERSION: u32 = 4;
+pub const JIT_ABI_VERSION: u32 = 5;
 
 /// One name → run-time address binding of a module's address table.
 #[repr(C)]
@@ -54,11 +54,34 @@ pub struct JitTarget {
     pub slot: *const u64,
 }
 
-/// One hot site of the function being compiled.
+/// Names the function an indirect call site belongs to: the function being compiled
+/// (`name_len` 0) or a function that is one of the request's targets, whose copy inside
+/// F+ then carries the site (nested guards, sampled sites of inlined copies).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitOwner {
+    /// Index into the request's modules of the module defining the owner.
+    pub module: u32,
+    /// IR name of the owner (not NUL-terminated); empty for the function being compiled.
+    pub name: *const u8,
+    /// Length of `name`; 0 = the function being compiled.
+    pub name_len: usize,
+}
+
+impl JitOwner {
+    /// The function being compiled.
+    pub const F: JitOwner = JitOwner { module: 0, name: core::ptr::null(), name_len: 0 };
+}
+
+/// One hot site of the function being compiled or of one of its inlined targets.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct JitSite {
-    /// Ordinal of the indirect call within the function (see `SiteRecord::ordinal`).
+    /// The function holding the site. A site of a target is guarded inside that
+    /// target's copy, before the copy is inlined: every inlined copy of the target in F+
+    /// carries the guards (one copy per (module, name)).
+    pub owner: JitOwner,
+    /// Ordinal of the indirect call within its owner (see `SiteRecord::ordinal`).
     pub ordinal: u32,
     /// Number of `targets`, hottest first.
     pub n_targets: u32,
@@ -66,6 +89,28 @@ pub struct JitSite {
     pub targets: *const JitTarget,
     /// Incremented (atomically) by F+ each time no guard matches.
     pub miss_counter: *mut u64,
+    /// The site's index in its owner's module: calls that match no guard are sampled as
+    /// this site (like a [`JitProbe`]), so a target that gets hot later is seen.
+    pub site: u32,
+    /// The owner module's runtime area; 0 = misses are only counted.
+    pub area: u64,
+}
+
+/// An unguarded indirect call site of F+ (of F or of an inlined copy) that keeps
+/// sampling: before the call, F+ counts down the calling thread's countdown and, when it
+/// goes negative, calls the request's `sample_fn(area, site, target)`, so the edge table
+/// sees the site's edges as if the owner had run standalone.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct JitProbe {
+    /// The function holding the site.
+    pub owner: JitOwner,
+    /// Ordinal of the indirect call within its owner.
+    pub ordinal: u32,
+    /// The site's index in its module (`SiteRecord` index), as the hook reports it.
+    pub site: u32,
+    /// The owner module's runtime area (identifies the module to the agent).
+    pub area: u64,
 }
 
 /// Compile function `function_name` of module `function_module` with its hot sites inlined.
@@ -90,6 +135,22 @@ pub struct JitRequest {
     pub sites: *const JitSite,
     /// Number of `sites`.
     pub n_sites: usize,
+    /// Unguarded sites to keep sampling (see [`JitProbe`]).
+    pub probes: *const JitProbe,
+    /// Number of `probes`.
+    pub n_probes: usize,
+    /// `void sample(u64 area, u32 site, u64 target)`: takes one sample; called by F+ when
+    /// the thread's countdown went negative (resets the countdown).
+    pub sample_fn: u64,
+    /// `void count(u64 area, u32 site, u64 target)`: counts one call down on the calling
+    /// thread's countdown and samples when due; called at every probed call when
+    /// `countdown_static` is 0.
+    pub count_fn: u64,
+    /// Offset from the thread pointer (x86-64: `%fs`, address space 257) of the calling
+    /// thread's `i32` countdown, the same in every thread (static TLS).
+    pub countdown_offset: i64,
+    /// 1 when `countdown_offset` is valid; 0: F+ calls `count_fn` at each probed call.
+    pub countdown_static: u32,
     /// Test hook: non-zero makes the JIT fail this compile with an injected error.
     pub inject_failure: u32,
 }

@@ -60,9 +60,9 @@ fn a_bad_budget_value_warns_once_and_the_program_runs() {
 }
 
 /// A loop calling a container's virtual sum(), which loops over elements calling their
-/// virtual f(): once sum() has compiled code of its own, the outer function calls it
-/// instead of inlining sum()'s original body, so the inner guards stay reachable; an
-/// outer F+ compiled earlier with sum() inlined is planned again.
+/// virtual f(): whatever the outer function becomes, its live code reaches sum()'s
+/// specialisation: it inlines sum() with sum()'s guards nested inside the copy (or calls
+/// sum()'s own compiled code), never sum()'s original body alone.
 #[test]
 fn specialised_inner_code_stays_reachable_from_the_outer_loop() {
     let plain = output_within(program(dir(), "composite-plain", &["300000"], None), Duration::from_secs(60));
@@ -80,9 +80,8 @@ fn specialised_inner_code_stays_reachable_from_the_outer_loop() {
         let run = "_Z3runRK9Containeri";
         let last_run = v.compiles.iter().rfind(|c| c.function == run && c.ok);
         if let (Some(c), true) = (last_run, v.patches.iter().any(|p| p.function == run && p.active)) {
-            assert!(!c.inlined.iter().any(|t| t == sum), "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
+            let nested = c.nested.iter().any(|n| n.owner == sum && n.targets.len() == 3);
+            assert!(!c.inlined.iter().any(|t| t == sum) || nested, "threshold {threshold}: run()'s live code inlined sum()'s unspecialised body: {v:#}");
         }
-        let outer = v.edges.iter().find(|e| e.callee == sum).expect("the outer edge");
-        assert!(outer.reason.as_deref().is_some_and(|r| r.contains("called, not inlined")), "threshold {threshold}: {outer}");
     }
 }

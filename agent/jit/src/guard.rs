@@ -6,7 +6,8 @@
 //!   if (%t == T1) return T1.inl(args);   // a copy of T1, always inlined
 //!   if (%t == T2) return T2.inl(args);
 //!   ...
-//!   atomicrmw add misses, 1              // no guard matched: count it
+//!   atomicrmw add misses, 1              // no guard matched: count it (and sample it,
+//!                                        // when the site has a sampler: see `probe`)
 //!   return %t(args);                     // the original indirect call
 //! ```
 //! T1.. are the targets' original addresses, so the guard compares exactly what the
@@ -57,8 +58,12 @@ fn copy_call_attrs(from: LLVMValueRef, to: LLVMValueRef, n_args: u32) {
     }
 }
 
+/// Where a site's misses are sampled: the sampler, the owner module's runtime area and
+/// the site's index in that module.
+pub type MissSampling<'a> = Option<(&'a crate::probe::Sampler, u64, u32)>;
+
 /// Rewrites `call` (an indirect call in F+) to go through a guard chain over `targets`.
-pub fn guard_site(m: LLVMModuleRef, call: LLVMValueRef, targets: &[Guarded], misses: u64, n: usize) {
+pub fn guard_site(m: LLVMModuleRef, call: LLVMValueRef, targets: &[Guarded], misses: u64, sample: MissSampling, n: usize) {
     // SAFETY: `call` is a live call/invoke of a function in `m`; every value and type is
     // from `m`'s context; builders are disposed before returning; the old call is erased
     // only after all its uses were redirected to the new one.
@@ -119,6 +124,9 @@ pub fn guard_site(m: LLVMModuleRef, call: LLVMValueRef, targets: &[Guarded], mis
             LLVMPositionBuilderAtEnd(b, hit);
             emit_call(b, t.body);
             LLVMPositionBuilderAtEnd(b, next);
+        }
+        if let Some((sampler, area, site)) = sample {
+            crate::probe::build_probe(m, b, sampler, area, site, target);
         }
         let i64t = LLVMInt64TypeInContext(ctx);
         LLVMBuildAtomicRMW(

@@ -6,7 +6,12 @@
 //! every target can be copied faithfully ([`checks`]); copy each into a small module of
 //! its own and bind that to the running program ([`bind`]); link the targets into F's
 //! module; replace each hot site by a guard chain ([`guard`]); optimise with the O2
-//! pipeline sized to what is compiled ([`pipeline`]; guards and copies are always inlined); compile with ORC LLJIT ([`orc`]).
+//! pipeline sized to what is compiled ([`pipeline`]; guards and copies are always
+//! inlined); compile with ORC LLJIT ([`orc`]).
+//! Sites may belong to F or to a target: a target's sites are guarded inside its copy
+//! before the copy is inlined, so F+ composes the specialisations of everything it
+//! inlines (the agent bounds the depth). Unguarded sites named by the request keep
+//! sampling ([`probe`]).
 //! The time of each phase goes back in the result. Everything the JIT or LLVM has to
 //! say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is [`perf_map`]'s.
 
@@ -17,6 +22,7 @@ pub mod guard;
 pub mod orc;
 pub mod perf_map;
 pub mod pipeline;
+pub mod probe;
 pub mod report;
 
 use bitcode_embed::jit_abi::*;
@@ -180,15 +186,49 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
 /// none).
 type PlannedTarget = (u64, usize, String, u64);
 
+/// The function holding a site: `None` for F, else a target's (module index, IR name).
+type Owner = Option<(usize, String)>;
+
+/// A guarded site of the request.
+struct PlannedSite {
+    owner: Owner,
+    ordinal: u32,
+    targets: Vec<PlannedTarget>,
+    /// Address of the miss counter.
+    misses: u64,
+    /// The site's index in its owner's module and the module's runtime area (0: misses
+    /// are not sampled).
+    site: u32,
+    area: u64,
+}
+
+/// A sampled site of the request.
+struct PlannedProbe {
+    owner: Owner,
+    ordinal: u32,
+    site: u32,
+    area: u64,
+}
+
 /// A request copied into Rust values.
 struct Plan {
     modules: Vec<(Vec<u8>, HashMap<String, u64>)>,
     function_module: usize,
     function: String,
-    /// Per site: ordinal, targets, miss-counter address.
-    sites: Vec<(u32, Vec<PlannedTarget>, u64)>,
+    sites: Vec<PlannedSite>,
+    probes: Vec<PlannedProbe>,
+    sampler: probe::Sampler,
     inject_failure: bool,
     opt_level: u32,
+}
+
+/// The owner a request names.
+///
+/// # Safety
+/// `o.name` must be valid for `o.name_len` bytes.
+unsafe fn owner_of(o: &JitOwner) -> Owner {
+    // SAFETY: per the function contract.
+    (o.name_len != 0).then(|| (o.module as usize, String::from_utf8_lossy(unsafe { bytes(o.name, o.name_len) }).into_owned()))
 }
 
 fn read_request(req: &JitRequest) -> Result<Plan, String> {
@@ -210,23 +250,51 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
         let sites = std::slice::from_raw_parts(req.sites, req.n_sites)
             .iter()
             .map(|s| {
-                let t = std::slice::from_raw_parts(s.targets, s.n_targets as usize)
+                let targets = std::slice::from_raw_parts(s.targets, s.n_targets as usize)
                     .iter()
                     .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned(), t.slot as u64))
                     .collect();
-                (s.ordinal, t, s.miss_counter as u64)
+                PlannedSite { owner: owner_of(&s.owner), ordinal: s.ordinal, targets, misses: s.miss_counter as u64, site: s.site, area: s.area }
             })
             .collect();
+        let probes = if req.n_probes == 0 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(req.probes, req.n_probes)
+                .iter()
+                .map(|p| PlannedProbe { owner: owner_of(&p.owner), ordinal: p.ordinal, site: p.site, area: p.area })
+                .collect()
+        };
+        let sampler = probe::Sampler {
+            sample_fn: req.sample_fn,
+            count_fn: req.count_fn,
+            countdown_offset: (req.countdown_static != 0).then_some(req.countdown_offset),
+        };
         let plan = Plan {
             modules,
             function_module: req.function_module as usize,
             function: String::from_utf8_lossy(bytes(req.function_name, req.function_name_len)).into_owned(),
             sites,
+            probes,
+            sampler,
             inject_failure: req.inject_failure != 0,
             opt_level: req.opt_level,
         };
-        if plan.function_module >= plan.modules.len() || plan.sites.iter().any(|s| s.1.iter().any(|t| t.1 >= plan.modules.len())) {
+        let n = plan.modules.len();
+        let bad_owner = |o: &Owner| o.as_ref().is_some_and(|(m, _)| *m >= n);
+        if plan.function_module >= n
+            || plan.sites.iter().any(|s| bad_owner(&s.owner) || s.targets.iter().any(|t| t.1 >= n))
+            || plan.probes.iter().any(|p| bad_owner(&p.owner))
+        {
             return Err("module index out of range".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        if !plan.sites.iter().all(|s| seen.insert((s.owner.clone(), s.ordinal))) {
+            return Err("a site is named twice".into());
+        }
+        let sampled = !plan.probes.is_empty() || plan.sites.iter().any(|s| s.area != 0);
+        if sampled && (plan.sampler.sample_fn == 0 || plan.sampler.count_fn == 0) {
+            return Err("sampled sites without a sampler".into());
         }
         Ok(plan)
     }
@@ -303,7 +371,7 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
     // copied is named and the agent can compile without it.
     let mut bodies: HashMap<(usize, String), String> = HashMap::new();
     let mut providers = Vec::new();
-    for (k, (_, mi, tname, _)) in plan.sites.iter().flat_map(|s| s.1.iter()).enumerate() {
+    for (k, (_, mi, tname, _)) in plan.sites.iter().flat_map(|s| s.targets.iter()).enumerate() {
         if bodies.contains_key(&(*mi, tname.clone())) {
             continue;
         }
@@ -341,14 +409,38 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
     }
 
     let fplus = named_function(main.0, &plus).ok_or("F+ vanished")?;
-    let calls = ir::indirect_calls(fplus);
-    for (i, (ordinal, targets, misses)) in plan.sites.iter().enumerate() {
-        let call = *calls.get(*ordinal as usize).ok_or_else(|| format!("site #{ordinal} not found in {}", plan.function))?;
-        let guarded: Vec<guard::Guarded> = targets
+    // The indirect calls of every function holding a site (F+ or a target's copy),
+    // listed before guards and probes change them.
+    let mut calls: HashMap<Owner, (String, Vec<LLVMValueRef>)> = HashMap::new();
+    for owner in plan.sites.iter().map(|s| &s.owner).chain(plan.probes.iter().map(|p| &p.owner)) {
+        if calls.contains_key(owner) {
+            continue;
+        }
+        let (holder, label) = match owner {
+            None => (fplus, plan.function.clone()),
+            Some(key) => {
+                let body = bodies.get(key).ok_or_else(|| format!("site owner {} is not an inlined target", key.1))?;
+                (named_function(main.0, body).ok_or("inlined copy vanished while linking")?, key.1.clone())
+            }
+        };
+        calls.insert(owner.clone(), (label, ir::indirect_calls(holder)));
+    }
+    let site_call = |owner: &Owner, ordinal: u32| -> Result<LLVMValueRef, Failure> {
+        let (label, list) = &calls[owner];
+        Ok(*list.get(ordinal as usize).ok_or_else(|| format!("site #{ordinal} not found in {label}"))?)
+    };
+    for p in &plan.probes {
+        probe::probe_site(main.0, site_call(&p.owner, p.ordinal)?, &plan.sampler, p.area, p.site);
+    }
+    for (i, s) in plan.sites.iter().enumerate() {
+        let call = site_call(&s.owner, s.ordinal)?;
+        let guarded: Vec<guard::Guarded> = s
+            .targets
             .iter()
             .map(|(addr, mi, name, slot)| guard::Guarded { address: *addr, slot: *slot, body: named_function(main.0, &bodies[&(*mi, name.clone())]).unwrap() })
             .collect();
-        guard::guard_site(main.0, call, &guarded, *misses, i);
+        let sample = (s.area != 0).then_some((&plan.sampler, s.area, s.site));
+        guard::guard_site(main.0, call, &guarded, s.misses, sample, i);
     }
     drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
     phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;
@@ -369,7 +461,7 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
     let size = orc::code_size(&plus);
     TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
     if PERF_MAP.load(Ordering::Relaxed) {
-        let inlined: Vec<&str> = plan.sites.iter().flat_map(|s| s.1.iter().map(|t| t.2.as_str())).collect();
+        let inlined: Vec<&str> = plan.sites.iter().flat_map(|s| s.targets.iter().map(|t| t.2.as_str())).collect();
         perf_map::append(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
     }
     Ok((addr, size, n))

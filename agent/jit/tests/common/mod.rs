@@ -50,7 +50,7 @@ pub fn compile(bc: &[u8], symbols: &[(&str, u64)], function: &str, targets: &[(&
     let syms: Vec<JitSymbol> = symbols.iter().map(|(n, a)| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: *a }).collect();
     let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
     let t: Vec<JitTarget> = targets.iter().map(|(n, a, s)| JitTarget { address: *a, module: 0, name: n.as_ptr(), name_len: n.len(), slot: *s }).collect();
-    let site = JitSite { ordinal: 0, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: misses };
+    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: misses, site: 0, area: 0 };
     let req = JitRequest {
         abi_version: JIT_ABI_VERSION,
         opt_level: 2,
@@ -61,6 +61,12 @@ pub fn compile(bc: &[u8], symbols: &[(&str, u64)], function: &str, targets: &[(&
         function_name_len: function.len(),
         sites: &site,
         n_sites: 1,
+        probes: std::ptr::null(),
+        n_probes: 0,
+        sample_fn: 0,
+        count_fn: 0,
+        countdown_offset: 0,
+        countdown_static: 0,
         inject_failure: 0,
     };
     let mut out = JitResult::default();
