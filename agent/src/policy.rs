@@ -51,12 +51,13 @@ pub struct Rate {
 const MIN_SPAN_S: f64 = 0.01;
 
 impl Rate {
-    /// Adds `calls` observed at time `now_s`. During the first time constant the rate is
-    /// the plain average since the first observation (over at least [`MIN_SPAN_S`]);
-    /// afterwards an exponentially decayed average with time constant [`RATE_TAU_S`].
-    pub fn observe(&mut self, calls: f64, now_s: f64) {
+    /// Adds `calls` observed at time `now_s`, made over the `span_s` seconds before it.
+    /// During the first time constant the rate is the plain average since the start of
+    /// the first observation's span (over at least [`MIN_SPAN_S`]); afterwards an
+    /// exponentially decayed average with time constant [`RATE_TAU_S`].
+    pub fn observe(&mut self, calls: f64, now_s: f64, span_s: f64) {
         if !self.seen {
-            *self = Rate { per_s: 0.0, at_s: now_s, since_s: now_s, warmup_calls: 0.0, seen: true };
+            *self = Rate { per_s: 0.0, at_s: now_s, since_s: now_s - span_s.max(0.0), warmup_calls: 0.0, seen: true };
         }
         let age = (now_s - self.since_s).max(0.0);
         if age < RATE_TAU_S {
@@ -241,13 +242,18 @@ mod tests {
     fn rate_of_a_steady_edge_converges_and_decays_when_idle() {
         let mut r = Rate::default();
         for i in 0..200 {
-            r.observe(10_000.0, i as f64 * 0.01); // 1M calls/s
+            r.observe(10_000.0, i as f64 * 0.01, 0.01); // 1M calls/s
         }
         assert!((r.per_s - 1e6).abs() / 1e6 < 0.1, "{r:?}");
         assert!(r.at(2.0 + 2.0) < r.at(2.0) / 10.0, "idle edges cool down");
         let mut burst = Rate::default();
-        burst.observe(5000.0, 0.0);
+        burst.observe(5000.0, 0.0, 0.0);
         assert!(burst.per_s > 0.0 && burst.per_s <= 5000.0 / MIN_SPAN_S, "a first burst counts, bounded: {burst:?}");
+        // A first sample standing for 20,000 calls made over the last 0.33 s is 60k calls/s
+        // (a cold wrapper after a hot phase), not 20,000 calls in an instant.
+        let mut late = Rate::default();
+        late.observe(20_000.0, 5.0, 0.333);
+        assert!((late.per_s - 60_000.0).abs() < 1000.0, "{late:?}");
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub struct Sample {
     pub weight: u32,
     /// The call's actual target.
     pub target: u64,
+    /// Milliseconds the sample's calls took place over: since this thread's previous
+    /// sample of the module (0 for a thread's first). An edge's first sample may stand for
+    /// calls made over a long time; its rate must not be taken as made in an instant.
+    pub span_ms: u32,
 }
 
 /// Queue capacity: at [`TARGET_RATE`], seconds of samples (a compile may keep the agent
@@ -236,6 +240,15 @@ fn seed(salt: u64) -> u32 {
     ((z ^ (z >> 32)) as u32) | 1
 }
 
+/// A coarse millisecond clock for sample spans, never 0 (0 in `ThreadState::reserved`
+/// means "no sample yet"); it wraps after 49 days, which `wrapping_sub` absorbs.
+fn clock_ms() -> u32 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills `t`; the coarse clock is a vDSO read, no system call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut t) };
+    ((t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32) | 1
+}
+
 /// The hook decorated code calls (`bitcode_embed::format::HookFn`).
 ///
 /// # Safety
@@ -251,22 +264,27 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
     // touches it, so plain reads and writes through the raw pointer are race-free (a
     // signal handler of this thread running decorated code in between only loses or
     // repeats one countdown).
-    let weight = unsafe {
+    let now = clock_ms();
+    let (weight, since) = unsafe {
         let reset = std::ptr::addr_of!((*state).reset).read();
         let mut rng = std::ptr::addr_of!((*state).rng).read();
         let next = next_weight(period, &mut rng) as i32;
         std::ptr::addr_of_mut!((*state).rng).write(rng);
         std::ptr::addr_of_mut!((*state).reset).write(next - 1);
         std::ptr::addr_of_mut!((*state).countdown).write(next - 1);
-        reset.max(0) as u32 + 1
+        let since = std::ptr::addr_of!((*state).reserved).read();
+        std::ptr::addr_of_mut!((*state).reserved).write(now);
+        (reset.max(0) as u32 + 1, since)
     };
+    // `reserved` holds the clock at the thread's previous sample (0: none yet).
+    let span_ms = if since == 0 { 0 } else { now.wrapping_sub(since) };
     // SAFETY: per the contract, `area` is a registered runtime area: its header is
     // readable and `reserved` holds the module's number of sites.
     let n_sites = unsafe { (*area).reserved };
     if site as u64 >= n_sites {
         return;
     }
-    let sample = Sample { area: area as usize, site, weight, target: target as u64 };
+    let sample = Sample { area: area as usize, site, weight, target: target as u64, span_ms };
     if let Some(q) = QUEUE.get() {
         if q.push(sample).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
@@ -278,6 +296,8 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
                 let carried = reset.read() as i64 + weight as i64;
                 if carried < (i32::MAX / 2) as i64 {
                     reset.write(carried as i32);
+                    // ... and so does their span.
+                    std::ptr::addr_of_mut!((*state).reserved).write(since);
                 }
             }
             // The agent thread is not keeping up: sample half as often from now on (one
@@ -520,7 +540,7 @@ mod tests {
         unsafe { hook(a, 2, std::ptr::null(), &mut st) };
         assert_eq!(q.pop().expect("a sample").weight, expect);
         // A full queue: the drop is counted and its weight carried to the next sample.
-        while q.push(Sample { area: 0, site: 0, weight: 0, target: 0 }).is_ok() {}
+        while q.push(Sample { area: 0, site: 0, weight: 0, target: 0, span_ms: 0 }).is_ok() {}
         let dropped = dropped();
         st.countdown = -1;
         let carried = st.reset as u32 + 1;

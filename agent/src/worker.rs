@@ -304,7 +304,7 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
         e.calls += s.weight as u64;
         e.recent += s.weight as u64;
         e.samples += 1;
-        e.rate.observe(s.weight as f64, now_s);
+        e.rate.observe(s.weight as f64, now_s, s.span_ms as f64 / 1e3);
         // An edge into an unloaded module stays invalidated (late samples still count).
         let callee_live = match e.callee {
             Callee::Decorated { module, .. } => agent.module(module).is_some(),

@@ -131,7 +131,8 @@ pub struct BlobHeader {
     pub n_slots: u32,
     /// Number of address-table slots (version 4): `n_globals`, then one per profiled entry.
     pub n_addrs: u32,
-    /// Reserved, zero.
+    /// The hook's: a coarse clock in milliseconds at this thread's previous sample of the
+    /// module (0: none yet), so a sample says over how long its calls were made.
     pub reserved: u32,
 }
 
@@ -215,7 +216,8 @@ pub struct SiteRecord {
     pub ordinal: u32,
     /// `SITE_*` flag bits.
     pub flags: u32,
-    /// Reserved, zero.
+    /// The hook's: a coarse clock in milliseconds at this thread's previous sample of the
+    /// module (0: none yet), so a sample says over how long its calls were made.
     pub reserved: u32,
 }
 
@@ -269,7 +271,8 @@ pub struct ThreadState {
     pub reset: i32,
     /// The hook's random state for this thread (0: not seeded yet).
     pub rng: u32,
-    /// Reserved, zero.
+    /// The hook's: a coarse clock in milliseconds at this thread's previous sample of the
+    /// module (0: none yet), so a sample says over how long its calls were made.
     pub reserved: u32,
 }
 
