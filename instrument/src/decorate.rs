@@ -216,13 +216,6 @@ fn redirect_blocker(f: LLVMValueRef) -> Option<String> {
     None
 }
 
-/// Assembler directives that place code or data elsewhere or define symbols: a copy of
-/// the function would define them twice.
-const ASM_DIRECTIVES: &[&str] = &[
-    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
-    ".symver", ".set", ".equ", ".equiv", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
-];
-
 /// Why `f` cannot have a profiled twin (a clone that behaves exactly as `f`), if it cannot:
 /// its block addresses name `f`'s own blocks (computed goto, asm goto: the twin would jump
 /// into `f`'s code with its own registers and frame), or its inline assembly defines
@@ -245,10 +238,7 @@ fn clone_blocker(f: LLVMValueRef) -> Option<String> {
                 llvm_sys::LLVMOpcode::LLVMCall | llvm_sys::LLVMOpcode::LLVMInvoke => {
                     let callee = LLVMGetCalledValue(inst);
                     if !LLVMIsAInlineAsm(callee).is_null() {
-                        let mut len = 0;
-                        let p = LLVMGetInlineAsmAsmString(callee, &mut len);
-                        let text = if p.is_null() { String::new() } else { String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned() };
-                        if let Some(why) = asm_defines_symbols(&text) {
+                        if let Some(why) = ir::asm_defines_symbols(&ir::inline_asm_text(callee)) {
                             return Some(why);
                         }
                     }
@@ -260,23 +250,6 @@ fn clone_blocker(f: LLVMValueRef) -> Option<String> {
                 if !op.is_null() && !LLVMIsABlockAddress(op).is_null() {
                     return Some("it takes block addresses".into());
                 }
-            }
-        }
-    }
-    None
-}
-
-/// Whether inline-assembly `text` defines symbols, named labels or switches sections
-/// (numeric local labels such as `1:` may be defined any number of times).
-fn asm_defines_symbols(text: &str) -> Option<String> {
-    for stmt in text.split(['\n', ';']).map(str::trim) {
-        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
-            return Some(format!("inline assembly with {d}"));
-        }
-        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
-            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
-            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
-                return Some(format!("inline assembly defining label {label}"));
             }
         }
     }
@@ -738,25 +711,5 @@ impl Builder {
             LLVMSetLinkage(used, llvm_sys::LLVMLinkage::LLVMAppendingLinkage);
             LLVMSetSection(used, c"llvm.metadata".as_ptr());
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::asm_defines_symbols;
-
-    #[test]
-    fn assembly_a_twin_cannot_repeat_is_recognised() {
-        // Fine to copy: plain instructions, numeric local labels, per-instance labels.
-        assert_eq!(asm_defines_symbols("nop"), None);
-        assert_eq!(asm_defines_symbols("1: dec %eax\n\tjnz 1b"), None);
-        assert_eq!(asm_defines_symbols("lbl_%=: nop"), None);
-        assert_eq!(asm_defines_symbols("movl %fs:0, %eax"), None);
-        assert_eq!(asm_defines_symbols(""), None);
-        // Not fine: a named label, a section switch, a symbol definition.
-        assert!(asm_defines_symbols("my_label: nop").is_some());
-        assert!(asm_defines_symbols(".pushsection .data\n.byte 1\n.popsection").is_some());
-        assert!(asm_defines_symbols("nop; .globl foo").is_some());
-        assert!(asm_defines_symbols(".set x, 1").is_some());
     }
 }

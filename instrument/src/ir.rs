@@ -291,3 +291,61 @@ pub fn take_message(msg: *mut std::ffi::c_char) -> String {
     }
 }
 
+
+/// Assembler directives that place code or data elsewhere or define symbols: a copy of a
+/// function using them (a profiled twin, a JIT'd F+) would define them a second time.
+const ASM_DIRECTIVES: &[&str] = &[
+    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
+    ".symver", ".set", ".equ", ".equiv", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
+];
+
+/// The assembly text of inline-asm value `asm`.
+pub fn inline_asm_text(asm: LLVMValueRef) -> String {
+    // SAFETY: `asm` is a live inline-asm value; the string is owned by it and only read.
+    unsafe {
+        let mut len = 0;
+        let p = LLVMGetInlineAsmAsmString(asm, &mut len);
+        if p.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
+        }
+    }
+}
+
+/// Whether inline-assembly `text` defines symbols, named labels or switches sections
+/// (numeric local labels such as `1:` may be defined any number of times), and how.
+pub fn asm_defines_symbols(text: &str) -> Option<String> {
+    for stmt in text.split(['\n', ';']).map(str::trim) {
+        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
+            return Some(format!("inline assembly with {d}"));
+        }
+        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
+            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
+            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
+                return Some(format!("inline assembly defining label {label}"));
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::asm_defines_symbols;
+
+    #[test]
+    fn assembly_a_twin_cannot_repeat_is_recognised() {
+        // Fine to copy: plain instructions, numeric local labels, per-instance labels.
+        assert_eq!(asm_defines_symbols("nop"), None);
+        assert_eq!(asm_defines_symbols("1: dec %eax\n\tjnz 1b"), None);
+        assert_eq!(asm_defines_symbols("lbl_%=: nop"), None);
+        assert_eq!(asm_defines_symbols("movl %fs:0, %eax"), None);
+        assert_eq!(asm_defines_symbols(""), None);
+        // Not fine: a named label, a section switch, a symbol definition.
+        assert!(asm_defines_symbols("my_label: nop").is_some());
+        assert!(asm_defines_symbols(".pushsection .data\n.byte 1\n.popsection").is_some());
+        assert!(asm_defines_symbols("nop; .globl foo").is_some());
+        assert!(asm_defines_symbols(".set x, 1").is_some());
+    }
+}

@@ -13,12 +13,6 @@ use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use llvm_sys::LLVMOpcode;
 
-/// Assembler directives that place code or data elsewhere or define symbols.
-const ASM_DIRECTIVES: &[&str] = &[
-    ".section", ".pushsection", ".popsection", ".previous", ".subsection", ".text", ".data", ".bss", ".rodata", ".globl", ".global", ".weak",
-    ".symver", ".set", ".equ", ".comm", ".lcomm", ".local", ".type", ".size", ".incbin", ".org",
-];
-
 /// True if constant `v` is or contains a global (function, variable, alias).
 fn mentions_global(v: LLVMValueRef, depth: u32) -> bool {
     // SAFETY: `v` is a live value; constant operands are only inspected.
@@ -38,27 +32,8 @@ fn mentions_global(v: LLVMValueRef, depth: u32) -> bool {
 
 /// `Err(why)` if the inline assembly called by `inst` cannot be copied faithfully.
 fn check_asm(name: &str, inst: LLVMValueRef, asm: LLVMValueRef) -> Result<(), String> {
-    // SAFETY: `asm` is a live inline-asm value; the string is owned by it and only read.
-    let text = unsafe {
-        let mut len = 0;
-        let p = LLVMGetInlineAsmAsmString(asm, &mut len);
-        if p.is_null() {
-            String::new()
-        } else {
-            String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
-        }
-    };
-    for stmt in text.split(['\n', ';']).map(str::trim) {
-        if let Some(d) = ASM_DIRECTIVES.iter().find(|d| stmt.starts_with(*d) && stmt[d.len()..].chars().next().is_none_or(|c| c.is_whitespace() || c == ',')) {
-            return Err(format!("{name} has inline assembly with {d}"));
-        }
-        // A named label (numeric local labels like `1:` are fine to copy).
-        if let Some(label) = stmt.split(':').next().filter(|l| stmt.contains(':') && !l.is_empty()) {
-            let ident = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'$');
-            if ident && !label.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("{name} has inline assembly defining label {label}"));
-            }
-        }
+    if let Some(why) = ir::asm_defines_symbols(&ir::inline_asm_text(asm)) {
+        return Err(format!("{name} has {why}"));
     }
     // SAFETY: `inst` is a live call; its argument operands are only inspected; the
     // constraint string is owned by `asm` and only read.

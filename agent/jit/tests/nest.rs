@@ -96,27 +96,14 @@ fn compile(offset: Option<i64>, top_misses: &mut u64, mid_misses: &mut u64) -> J
     ];
     let probes = [JitProbe { owner: JitOwner::F, ordinal: 1, site: 7, area: AREA }];
     let req = JitRequest {
-        abi_version: JIT_ABI_VERSION,
-        opt_level: 2,
-        modules: &module,
-        n_modules: 1,
-        function_module: 0,
-        function_name: "top".as_ptr(),
-        function_name_len: 3,
-        sites: sites.as_ptr(),
-        n_sites: sites.len(),
-        probes: probes.as_ptr(),
-        n_probes: probes.len(),
         sample_fn: sample as *const () as usize as u64,
         count_fn: count as *const () as usize as u64,
         countdown_offset: offset.unwrap_or(0),
         countdown_static: offset.is_some() as u32,
-        inject_failure: 0,
+        ..common::request(&module, "top", &sites, &probes)
     };
-    let mut out = JitResult::default();
-    // SAFETY: every pointer of the request is alive for the call.
-    unsafe { drti_jit::drti_jit_compile(&req, &mut out) };
-    out
+    // SAFETY: the request points at locals of this function, alive until it returns.
+    unsafe { common::run(&req) }
 }
 
 fn check(offset: Option<i64>) {
@@ -172,27 +159,8 @@ fn a_site_owner_that_is_not_a_target_is_refused() {
     let mut misses = 0u64;
     let leaf_t = [JitTarget { address: 1, module: 0, name: "leaf".as_ptr(), name_len: 4, slot: std::ptr::null() }];
     let sites = [JitSite { owner: JitOwner { module: 0, name: "mid".as_ptr(), name_len: 3 }, ordinal: 0, n_targets: 1, targets: leaf_t.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 }];
-    let req = JitRequest {
-        abi_version: JIT_ABI_VERSION,
-        opt_level: 2,
-        modules: &module,
-        n_modules: 1,
-        function_module: 0,
-        function_name: "top".as_ptr(),
-        function_name_len: 3,
-        sites: sites.as_ptr(),
-        n_sites: 1,
-        probes: std::ptr::null(),
-        n_probes: 0,
-        sample_fn: 0,
-        count_fn: 0,
-        countdown_offset: 0,
-        countdown_static: 0,
-        inject_failure: 0,
-    };
-    let mut out = JitResult::default();
-    // SAFETY: every pointer of the request is alive for the call.
-    unsafe { drti_jit::drti_jit_compile(&req, &mut out) };
+    // SAFETY: the request points at locals of this function, alive until it returns.
+    let out = unsafe { common::run(&common::request(&module, "top", &sites, &[])) };
     assert_eq!(out.ok, 0);
     assert!(out.error_text().contains("not an inlined target"), "{}", out.error_text());
 }

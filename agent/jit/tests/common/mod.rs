@@ -51,26 +51,40 @@ pub fn compile(bc: &[u8], symbols: &[(&str, u64)], function: &str, targets: &[(&
     let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
     let t: Vec<JitTarget> = targets.iter().map(|(n, a, s)| JitTarget { address: *a, module: 0, name: n.as_ptr(), name_len: n.len(), slot: *s }).collect();
     let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: misses, site: 0, area: 0 };
-    let req = JitRequest {
+    // SAFETY: the request points at `module`, `site` and their arrays, alive until return.
+    unsafe { run(&request(&module, function, std::slice::from_ref(&site), &[])) }
+}
+
+/// A request for `function` of `module` with `sites` and `probes` and no sampler (the
+/// probes' functions, when a test has them, are set on the result).
+pub fn request(module: &JitModule, function: &str, sites: &[JitSite], probes: &[JitProbe]) -> JitRequest {
+    JitRequest {
         abi_version: JIT_ABI_VERSION,
         opt_level: 2,
-        modules: &module,
+        modules: module,
         n_modules: 1,
         function_module: 0,
         function_name: function.as_ptr(),
         function_name_len: function.len(),
-        sites: &site,
-        n_sites: 1,
-        probes: std::ptr::null(),
-        n_probes: 0,
+        sites: sites.as_ptr(),
+        n_sites: sites.len(),
+        probes: if probes.is_empty() { std::ptr::null() } else { probes.as_ptr() },
+        n_probes: probes.len(),
         sample_fn: 0,
         count_fn: 0,
         countdown_offset: 0,
         countdown_static: 0,
         inject_failure: 0,
-    };
+    }
+}
+
+/// Runs `req`.
+///
+/// # Safety
+/// Every pointer in `req` must be valid for the call (as `drti_jit_compile` requires).
+pub unsafe fn run(req: &JitRequest) -> JitResult {
     let mut out = JitResult::default();
-    // SAFETY: every pointer of the request is alive for the call.
-    unsafe { drti_jit::drti_jit_compile(&req, &mut out) };
+    // SAFETY: the caller keeps every pointer of the request alive for the call.
+    unsafe { drti_jit::drti_jit_compile(req, &mut out) };
     out
 }
