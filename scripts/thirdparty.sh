@@ -124,10 +124,12 @@ run_suite() {
     with_env() {
         local dn=$1; shift
         if [ "$mode" = agent ]; then
+            # DRTI_JIT_NICE=0: the test suite runs many programs at once on few cores, and
+            # the test needs the JIT to run while the program does.
             if [ -n "$dn" ]; then
-                LD_PRELOAD=$AGENT DRTI_HOT_THRESHOLD=$THRESHOLD DRTI_DUMP=$dumps/$dn.json "$@"
+                LD_PRELOAD=$AGENT DRTI_HOT_THRESHOLD=$THRESHOLD DRTI_JIT_NICE=0 DRTI_DUMP=$dumps/$dn.json "$@"
             else
-                LD_PRELOAD=$AGENT DRTI_HOT_THRESHOLD=$THRESHOLD "$@"
+                LD_PRELOAD=$AGENT DRTI_HOT_THRESHOLD=$THRESHOLD DRTI_JIT_NICE=0 "$@"
             fi
         else
             "$@"

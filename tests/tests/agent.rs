@@ -232,7 +232,8 @@ fn perf_map_names_jit_code() {
     for v in ["DRTI_HOT_THRESHOLD", "DRTI_LOG", "DRTI_LOG_FILE", "DRTI_DUMP", "DRTI_JIT", "DRTI_MAX_TARGETS", "DRTI_PERF_MAP", "DRTI_DISABLE"] {
         cmd.env_remove(v);
     }
-    cmd.env("LD_PRELOAD", agent()).env("DRTI_HOT_THRESHOLD", "50").env("DRTI_PERF_MAP", "1");
+    // The agent thread at the program's priority, as `with_agent` runs it: tests share the cores.
+    cmd.env("LD_PRELOAD", agent()).env("DRTI_HOT_THRESHOLD", "50").env("DRTI_PERF_MAP", "1").env("DRTI_JIT_NICE", "0");
     let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("spawn kernel");
     let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
     let out = child.wait_with_output().unwrap();

@@ -69,7 +69,7 @@ fn gdb_backtrace_through_jit_code_names_the_function() -> Result<Completion, Fai
         .env_remove("LD_PRELOAD")
         .args(["-batch", "-nx", "-ex"])
         .arg(format!("set environment LD_PRELOAD={}", agent().display()))
-        .args(["-ex", "set environment DRTI_HOT_THRESHOLD=10", "-ex", "run", "-ex", "bt", "--args"])
+        .args(["-ex", "set environment DRTI_HOT_THRESHOLD=10", "-ex", "set environment DRTI_JIT_NICE=0", "-ex", "run", "-ex", "bt", "--args"])
         .arg(dir.join("rel_gdb_abort"));
     let out = output_within(cmd, Duration::from_secs(120))?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
