@@ -131,8 +131,7 @@ pub struct BlobHeader {
     pub n_slots: u32,
     /// Number of address-table slots (version 4): `n_globals`, then one per profiled entry.
     pub n_addrs: u32,
-    /// The hook's: a coarse clock in milliseconds at this thread's previous sample of the
-    /// module (0: none yet), so a sample says over how long its calls were made.
+    /// Reserved, zero.
     pub reserved: u32,
 }
 
@@ -216,8 +215,7 @@ pub struct SiteRecord {
     pub ordinal: u32,
     /// `SITE_*` flag bits.
     pub flags: u32,
-    /// The hook's: a coarse clock in milliseconds at this thread's previous sample of the
-    /// module (0: none yet), so a sample says over how long its calls were made.
+    /// Reserved, zero.
     pub reserved: u32,
 }
 
