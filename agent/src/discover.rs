@@ -106,6 +106,22 @@ impl Module {
             .then(|| self.runtime as u64 + runtime_slots_offset(self.blob.header().n_sites) + r.slot as u64 * 8)
     }
 
+    /// Turns the sampling of function `f`'s sites off (`off`) or on in its profiled twin:
+    /// one word per site in the runtime area, which F.prof reads before counting, so even
+    /// an activation that never returns (a loop in `main`) stops paying once F is decided.
+    pub fn set_sites_off(&self, f: u32, off: bool) {
+        let Some(r) = self.blob.function(f) else { return };
+        let n_sites = self.blob.header().n_sites;
+        for s in r.first_site..(r.first_site + r.n_sites).min(n_sites) {
+            // SAFETY: the area holds a 16-byte header then `n_sites` i32 words (the reader
+            // and image::load checked the whole area lies inside the mapped object); `s` is
+            // below n_sites, so the word is in bounds and 4-aligned. Decorated code reads
+            // it with monotonic loads; an atomic store is the only write.
+            let word = unsafe { &*((self.runtime as *mut u8).add(bitcode_embed::format::RUNTIME_SITES_OFFSET + s as usize * 4) as *const std::sync::atomic::AtomicU32) };
+            word.store(off as u32, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// Run-time address of function `f`'s profiled twin F.prof (the same function with
     /// sampling code at its sites, `bitcode_embed::format`, "Sampling"), if it has one and
     /// the loader resolved it inside this object.

@@ -125,6 +125,9 @@ pub struct Agent {
     pub profiling: bool,
     /// Functions with a profiled entry whose slot rests at null (F runs unprofiled), and why.
     pub slot_off: HashMap<(usize, u32), String>,
+    /// Functions whose sites' words say "decided" (F.prof stops counting; see
+    /// `discover::Module::set_sites_off`).
+    pub sites_off: std::collections::HashSet<(usize, u32)>,
     /// Functions whose profiling stopped because every site calls outside decorated code
     /// (`policy::profiling_decided`), and the log's wording of why.
     pub decided: HashMap<(usize, u32), String>,
@@ -168,6 +171,7 @@ fn fresh(config: Config) -> Agent {
         replan: Vec::new(),
         profiling: true,
         slot_off: HashMap::new(),
+        sites_off: Default::default(),
         decided: HashMap::new(),
         site_baseline: HashMap::new(),
         last_decide: None,
@@ -394,6 +398,7 @@ impl Agent {
         }
         self.revert_patches_touching(id, why);
         self.slot_off.retain(|f, _| f.0 != id);
+        self.sites_off.retain(|f| f.0 != id);
         self.decided.retain(|f, _| f.0 != id);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.
@@ -526,6 +531,17 @@ impl Agent {
         let base = m.base;
         let status = self.functions.get(&f).map(|s| s.0).unwrap_or_default();
         let (now, want) = (self.resting_now(f), self.resting_value(f, status));
+        // An activation that never returns keeps running F.prof whatever the slot says:
+        // its sites' words stop its counting once F is decided, and restart it if not.
+        let decided = want == 0;
+        if decided != self.sites_off.contains(&f) {
+            m.set_sites_off(f.1, decided);
+            if decided {
+                self.sites_off.insert(f);
+            } else {
+                self.sites_off.remove(&f);
+            }
+        }
         if now == want {
             return;
         }

@@ -32,8 +32,9 @@
 //!
 //! # The runtime area
 //! Writable, zero at load: `hook` (null while no agent is attached), `reserved`, then one
-//! reserved `i32` word per call site (the per-site sampling counters of version 2; decorated
-//! code no longer touches them), then (from the next 8-byte boundary, see
+//! `i32` word per call site at [`RUNTIME_SITES_OFFSET`] (0: F.prof samples the site; the
+//! agent stores 1 once it has decided about the site's function, so an activation still in
+//! F.prof stops counting), then (from the next 8-byte boundary, see
 //! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function. Decorated
 //! code only reads the runtime area, so no cache line of it is written by application threads.
 //!
@@ -224,7 +225,10 @@ pub const SITE_INVOKE: u32 = 1;
 /// The callee type is variadic.
 pub const SITE_VARARG: u32 = 2;
 
-/// Header of the writable runtime area; `n_sites` reserved `i32` words follow it.
+/// Offset of the per-site words in the runtime area (after `hook` and `reserved`).
+pub const RUNTIME_SITES_OFFSET: usize = 16;
+
+/// Header of the writable runtime area; `n_sites` per-site `i32` words follow it.
 #[repr(C)]
 #[derive(Debug)]
 pub struct RuntimeAreaHeader {

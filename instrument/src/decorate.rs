@@ -164,7 +164,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     let runtime = b.runtime_area(n_sites, next_slot);
     b.move_slots(slots_tmp, runtime, n_sites, next_slot);
     if !sites.is_empty() {
-        let helper = b.profile_helper(runtime, b.thread_state());
+        let helper = b.profile_helper(runtime, b.runtime_type(n_sites, next_slot), b.thread_state());
         for &(call, site) in &sites {
             b.call_helper_before(helper, call, site);
         }
@@ -427,7 +427,7 @@ impl Builder {
     }
 
     /// `internal void __drti_profile(ptr target, i32 site)`, always inlined at each site.
-    fn profile_helper(&self, runtime: LLVMValueRef, tls: LLVMValueRef) -> LLVMValueRef {
+    fn profile_helper(&self, runtime: LLVMValueRef, runtime_ty: LLVMTypeRef, tls: LLVMValueRef) -> LLVMValueRef {
         let name = std::ffi::CString::new(PROFILE_HELPER).unwrap();
         // SAFETY: all values and types come from this module's context; the builder is
         // positioned on blocks of the function being built and disposed at the end.
@@ -442,6 +442,7 @@ impl Builder {
             let target = LLVMGetParam(f, 0);
             let site = LLVMGetParam(f, 1);
             let entry = LLVMAppendBasicBlockInContext(self.ctx, f, c"entry".as_ptr());
+            let count_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"count".as_ptr());
             let due_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"due".as_ptr());
             let hook_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"hook".as_ptr());
             let park_bb = LLVMAppendBasicBlockInContext(self.ctx, f, c"park".as_ptr());
@@ -452,7 +453,20 @@ impl Builder {
             // it published the hook: the hot path is the countdown alone. The countdown is
             // field 0 of the thread's state: plain accesses, since only this thread (and
             // its signal handlers, harmlessly) touches it.
+            // The site's word of the runtime area: non-zero once the agent has decided about
+            // the site's function, so an activation still running F.prof (a loop in `main`)
+            // stops counting. A load and a branch, no store: nothing loop-carried.
             LLVMPositionBuilderAtEnd(b, entry);
+            let mut idx = [LLVMConstInt(self.int(32), 0, 0), LLVMConstInt(self.int(32), 2, 0), site];
+            let word = LLVMBuildInBoundsGEP2(b, runtime_ty, runtime, idx.as_mut_ptr(), 3, c"drti.site".as_ptr());
+            let off = LLVMBuildLoad2(b, self.int(32), word, c"drti.off".as_ptr());
+            LLVMSetOrdering(off, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(off, 4);
+            let on = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntEQ, off, LLVMConstInt(self.int(32), 0, 0), c"".as_ptr());
+            let br = LLVMBuildCondBr(b, on, count_bb, done);
+            self.set_branch_weights(br, 1 << 20, 1);
+
+            LLVMPositionBuilderAtEnd(b, count_bb);
             let c = LLVMBuildLoad2(b, self.int(32), tls, c"drti.countdown".as_ptr());
             LLVMSetAlignment(c, 16);
             let c1 = LLVMBuildSub(b, c, LLVMConstInt(self.int(32), 1, 0), c"".as_ptr());

@@ -51,6 +51,18 @@ fn a_function_the_jit_rejects_stops_being_profiled() {
     assert!(counted > 0 && counted < total / 2, "{counted} of {total} calls were profiled:\n{log}");
 }
 
+#[test]
+fn a_loop_in_a_function_entered_once_stops_counting_once_it_is_decided() {
+    let (v, log) = run_both("cost_main_loop");
+    let off = v.unprofiled.iter().find(|u| u.function == "main");
+    assert!(off.is_some(), "main still profiled at exit: {:?}\n{log}", v.unprofiled);
+    // main never returns to its entry: only its sites' words can stop the activation that
+    // runs main.drti.prof from counting (on the old code it counted about every call).
+    let counted = counted_calls(&v, "main");
+    let total = ROUNDS * 10_000;
+    assert!(counted > 0 && counted < total / 2, "{counted} of {total} calls were profiled:\n{log}");
+}
+
 /// The body of `name` in `objdump -dr` output (instructions and relocations).
 fn body<'a>(listing: &'a str, name: &str) -> Option<&'a str> {
     let head = format!("<{name}>:\n");
