@@ -292,6 +292,19 @@ pub fn take_message(msg: *mut std::ffi::c_char) -> String {
 }
 
 
+/// The target triple of module `m` ("" when it has none).
+pub fn module_triple(m: LLVMModuleRef) -> String {
+    // SAFETY: `m` is live; the string is owned by the module and copied here.
+    unsafe {
+        let p = LLVMGetTarget(m);
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
 /// Assembler directives that place code or data elsewhere or define symbols: a copy of a
 /// function using them (a profiled twin, a JIT'd F+) would define them a second time.
 const ASM_DIRECTIVES: &[&str] = &[

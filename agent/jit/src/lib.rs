@@ -19,6 +19,7 @@ pub mod bind;
 pub mod cache;
 pub mod checks;
 pub mod guard;
+pub mod object;
 pub mod orc;
 pub mod perf_map;
 pub mod pipeline;
@@ -105,6 +106,34 @@ pub unsafe extern "C" fn drti_jit_init(flags: u32, log: Option<LogFn>, err: *mut
 pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitResult) {
     // SAFETY: per the function contract.
     let (req, out) = unsafe { (&*req, &mut *out) };
+    run(req, out, None);
+}
+
+/// F+ as a relocatable object: its bytes and the symbol of F+ in it.
+pub struct ObjectCode {
+    /// An x86-64 ELF relocatable object.
+    pub bytes: Vec<u8>,
+    /// The symbol of F+.
+    pub entry: String,
+}
+
+/// Compiles `req` to a relocatable object instead of code in this process (what a
+/// compiler process sends back; the agent links it, `drti_agent::link`). The result says
+/// what `drti_jit_compile`'s would (ok, rejections, phases; no code address or handle);
+/// on success the object comes with it. The object's undefined symbols are the program's
+/// globals (`bind::abs_name` names) and the process's own symbols.
+///
+/// # Safety
+/// Every pointer of `req` must be valid for the call.
+pub unsafe fn compile_object(req: &JitRequest) -> (JitResult, Option<ObjectCode>) {
+    let mut out = JitResult::default();
+    let mut object = None;
+    run(req, &mut out, Some(&mut object));
+    (out, object)
+}
+
+/// Runs one compile (in process, or to `object`) and fills `out`.
+fn run(req: &JitRequest, out: &mut JitResult, object: Option<&mut Option<ObjectCode>>) {
     *out = JitResult::default();
     if report::dead() {
         out.set_error("the JIT is off after an LLVM fatal error");
@@ -112,7 +141,7 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
     }
     let mut phases = Phases::default();
     let cpu_started = thread_cpu_ms();
-    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req, &mut phases))))
+    let result = report::in_jit(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compile(req, &mut phases, object))))
         .unwrap_or_else(|p| Err(Failure::Error(format!("panic in the JIT: {}", panic_text(&p)))));
     out.parse_ms = phases.parse;
     out.bind_ms = phases.bind;
@@ -348,7 +377,9 @@ fn body_of(cache: &mut cache::Cache, bitcode: &[u8], name: &str, parse: &mut f64
     Ok(Some(f))
 }
 
-fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Failure> {
+/// Compiles `req`: into this process (returns F+'s address, code size and handle), or,
+/// with `object`, into a relocatable object left there (returns 0, the object's size, 0).
+fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut Option<ObjectCode>>) -> Result<(u64, u64, u64), Failure> {
     let plan = read_request(req)?;
     if plan.inject_failure {
         return Err(Failure::Error(format!("injected failure for {} (DRTI_TEST_JIT_FAIL)", plan.function)));
@@ -447,6 +478,17 @@ fn compile(req: &JitRequest, phases: &mut Phases) -> Result<(u64, u64, u64), Fai
     timed(&mut phases.optimise, || pipeline::optimise(main.0, plan.opt_level));
 
     let codegen_started = std::time::Instant::now();
+    if let Some(slot) = object {
+        let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
+        let bytes = object::emit(module)?;
+        phases.codegen = codegen_started.elapsed().as_secs_f64() * 1e3;
+        if let Some(errors) = report::take_errors() {
+            return Err(Failure::Error(format!("LLVM error while compiling: {errors}")));
+        }
+        let size = bytes.len() as u64;
+        *slot = Some(ObjectCode { bytes, entry: plus });
+        return Ok((0, size, 0));
+    }
     let session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     let session = session.as_ref().ok_or("JIT not initialised")?;
     let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
