@@ -109,12 +109,17 @@ impl Module {
     /// Turns the sampling of function `f`'s sites off (`off`) or on in its profiled twin:
     /// one word per site in the runtime area, which F.prof reads before counting, so even
     /// an activation that never returns (a loop in `main`) stops paying once F is decided.
-    pub fn set_sites_off(&self, f: u32, off: bool) {
+    ///
+    /// # Safety
+    /// The module's object must be mapped and not closing for the call (the agent thread
+    /// calls it inside `lifecycle::touching`).
+    pub unsafe fn set_sites_off(&self, f: u32, off: bool) {
         let Some(r) = self.blob.function(f) else { return };
         let n_sites = self.blob.header().n_sites;
         for s in r.first_site..(r.first_site + r.n_sites).min(n_sites) {
-            // SAFETY: the area holds a 16-byte header then `n_sites` i32 words (the reader
-            // and image::load checked the whole area lies inside the mapped object); `s` is
+            // SAFETY: the object is mapped (the caller's contract); the area holds a 16-byte
+            // header then `n_sites` i32 words (the reader and image::load checked the whole
+            // area lies inside the object); `s` is
             // below n_sites, so the word is in bounds and 4-aligned. Decorated code reads
             // it with monotonic loads; an atomic store is the only write.
             let word = unsafe { &*((self.runtime as *mut u8).add(bitcode_embed::format::RUNTIME_SITES_OFFSET + s as usize * 4) as *const std::sync::atomic::AtomicU32) };

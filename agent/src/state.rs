@@ -534,8 +534,13 @@ impl Agent {
         // An activation that never returns keeps running F.prof whatever the slot says:
         // its sites' words stop its counting once F is decided, and restart it if not.
         let decided = want == 0;
-        if decided != self.sites_off.contains(&f) {
-            m.set_sites_off(f.1, decided);
+        // Written only while F's object is mapped and not closing (else left for the look
+        // after that dlclose, which retires the module anyway).
+        if decided != self.sites_off.contains(&f) && crate::lifecycle::touching(&[base], || {
+            // SAFETY: F's object is mapped and not closing during this `touching` section.
+            unsafe { m.set_sites_off(f.1, decided) }
+        })
+        .is_some() {
             if decided {
                 self.sites_off.insert(f);
             } else {
