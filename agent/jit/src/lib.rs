@@ -25,6 +25,7 @@ pub mod perf_map;
 pub mod pipeline;
 pub mod probe;
 pub mod report;
+pub mod symbolic;
 
 use bitcode_embed::jit_abi::*;
 use drti_instrument::ir;
@@ -121,19 +122,29 @@ pub struct ObjectCode {
 /// compiler process sends back; the agent links it, `drti_agent::link`). The result says
 /// what `drti_jit_compile`'s would (ok, rejections, phases; no code address or handle);
 /// on success the object comes with it. The object's undefined symbols are the program's
-/// globals (`bind::abs_name` names) and the process's own symbols.
+/// globals (`bind::abs_name` names) and the process's own symbols; with `portable`, every
+/// address of this process the code would hold is a symbol named after its place in the
+/// request instead ([`object_symbols`] gives their values here), so the object serves any
+/// process that makes the same request.
 ///
 /// # Safety
 /// Every pointer of `req` must be valid for the call.
-pub unsafe fn compile_object(req: &JitRequest) -> (JitResult, Option<ObjectCode>) {
+pub unsafe fn compile_object(req: &JitRequest, portable: bool) -> (JitResult, Option<ObjectCode>) {
     let mut out = JitResult::default();
-    let mut object = None;
+    let mut object = ObjectRequest { portable, code: None };
     run(req, &mut out, Some(&mut object));
-    (out, object)
+    (out, object.code)
+}
+
+/// Where an object compile leaves its object, and whether it must be process-independent.
+struct ObjectRequest {
+    /// Addresses become symbols named after the request ([`symbolic`], [`object_symbols`]).
+    portable: bool,
+    code: Option<ObjectCode>,
 }
 
 /// Runs one compile (in process, or to `object`) and fills `out`.
-fn run(req: &JitRequest, out: &mut JitResult, object: Option<&mut Option<ObjectCode>>) {
+fn run(req: &JitRequest, out: &mut JitResult, object: Option<&mut ObjectRequest>) {
     *out = JitResult::default();
     if report::dead() {
         out.set_error("the JIT is off after an LLVM fatal error");
@@ -249,6 +260,51 @@ struct Plan {
     sampler: probe::Sampler,
     inject_failure: bool,
     opt_level: u32,
+}
+
+/// Every address of this process the request names, each with its symbol (see
+/// [`symbolic`]), in a fixed order: module globals (sorted by name), guard slots and miss
+/// counters by site, runtime areas by module, the sampler, the countdown offset.
+fn symbol_names(plan: &Plan) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    for (k, (_, table)) in plan.modules.iter().enumerate() {
+        let mut names: Vec<(&String, &u64)> = table.iter().filter(|(_, &a)| a != 0).collect();
+        names.sort();
+        out.extend(names.into_iter().map(|(n, &a)| (symbolic::module_symbol(k, n), a)));
+    }
+    let area_of = |owner: &Owner| owner.as_ref().map_or(plan.function_module, |(k, _)| *k);
+    for (i, s) in plan.sites.iter().enumerate() {
+        for (j, t) in s.targets.iter().enumerate() {
+            out.push((symbolic::module_symbol(t.1, &t.2), t.0));
+            if t.3 != 0 {
+                out.push((format!("__drti.slot.{i}.{j}"), t.3));
+            }
+        }
+        out.push((format!("__drti.miss.{i}"), s.misses));
+        if s.area != 0 {
+            out.push((format!("__drti.area.m{}", area_of(&s.owner)), s.area));
+        }
+    }
+    for p in &plan.probes {
+        out.push((format!("__drti.area.m{}", area_of(&p.owner)), p.area));
+    }
+    if plan.sampler.sample_fn != 0 {
+        out.push(("__drti.sample_fn".into(), plan.sampler.sample_fn));
+        out.push(("__drti.count_fn".into(), plan.sampler.count_fn));
+    }
+    if let Some(off) = plan.sampler.countdown_offset {
+        out.push(("__drti.countdown_offset".into(), off as u64));
+    }
+    out
+}
+
+/// The symbols a process-independent object of `req` (`compile_object` with `portable`)
+/// refers to, with this process's values: what the agent's linker resolves them with.
+///
+/// # Safety
+/// Every pointer of `req` must be valid for the call.
+pub unsafe fn object_symbols(req: &JitRequest) -> Result<HashMap<String, u64>, String> {
+    Ok(symbol_names(&read_request(req)?).into_iter().collect())
 }
 
 /// The owner a request names.
@@ -379,7 +435,7 @@ fn body_of(cache: &mut cache::Cache, bitcode: &[u8], name: &str, parse: &mut f64
 
 /// Compiles `req`: into this process (returns F+'s address, code size and handle), or,
 /// with `object`, into a relocatable object left there (returns 0, the object's size, 0).
-fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut Option<ObjectCode>>) -> Result<(u64, u64, u64), Failure> {
+fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequest>) -> Result<(u64, u64, u64), Failure> {
     let plan = read_request(req)?;
     if plan.inject_failure {
         return Err(Failure::Error(format!("injected failure for {} (DRTI_TEST_JIT_FAIL)", plan.function)));
@@ -473,12 +529,20 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut Option<Obj
         let sample = (s.area != 0).then_some((&plan.sampler, s.area, s.site));
         guard::guard_site(main.0, call, &guarded, s.misses, sample, i);
     }
+    if object.as_ref().is_some_and(|o| o.portable) {
+        let mut by_addr: HashMap<u64, String> = HashMap::new();
+        for (name, addr) in symbol_names(&plan) {
+            by_addr.entry(addr).or_insert(name);
+        }
+        symbolic::rewrite(main.0, &by_addr)?;
+    }
     drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
     phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;
     timed(&mut phases.optimise, || pipeline::optimise(main.0, plan.opt_level));
 
     let codegen_started = std::time::Instant::now();
     if let Some(slot) = object {
+        let slot = &mut slot.code;
         let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
         let bytes = object::emit(module)?;
         phases.codegen = codegen_started.elapsed().as_secs_f64() * 1e3;

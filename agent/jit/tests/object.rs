@@ -52,7 +52,7 @@ fn f_plus_as_an_object_links_and_runs_with_the_agents_linker() {
     let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 };
     let req = common::request(&module, "apply", std::slice::from_ref(&site), &[]);
     // SAFETY: the request points at locals of this function, alive until it returns.
-    let (res, object) = unsafe { drti_jit::compile_object(&req) };
+    let (res, object) = unsafe { drti_jit::compile_object(&req, false) };
     assert_eq!(res.ok, 1, "{}", res.error_text());
     let object = object.expect("an object on success");
     assert!(object.bytes.starts_with(b"\x7fELF") && res.code_size == object.bytes.len() as u64);
@@ -75,6 +75,56 @@ fn f_plus_as_an_object_links_and_runs_with_the_agents_linker() {
     assert_eq!(misses, 0);
     assert_eq!(apply(negate, 10), -(0..10).sum::<i64>());
     assert_eq!(misses, 10);
+    // SAFETY: no thread runs the linked code any more.
+    unsafe { linked.release() };
+}
+
+extern "C" fn real_twice_elsewhere(x: i64) -> i64 {
+    2_000_000 + x
+}
+
+/// The request of `apply` with `twice` guarded at `twice_addr`, counting misses in `misses`.
+fn portable_request(module_bc: &[u8], twice_addr: u64, misses: &mut u64) -> (Vec<JitSymbol>, JitModule, [JitTarget; 1], JitSite) {
+    let names: [&'static str; 2] = ["twice", "apply"];
+    let syms: Vec<JitSymbol> = names.iter().map(|n| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: twice_addr }).collect();
+    let module = JitModule { bitcode: module_bc.as_ptr(), bitcode_len: module_bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
+    let targets = [JitTarget { address: twice_addr, module: 0, name: "twice".as_ptr(), name_len: 5, slot: std::ptr::null() }];
+    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: std::ptr::null(), miss_counter: misses, site: 0, area: 0 };
+    (syms, module, targets, site)
+}
+
+#[test]
+fn a_portable_object_links_in_a_process_with_other_addresses() {
+    common::init();
+    let bc = common::bitcode(IR);
+    // "This process": twice at real_twice.
+    let mut misses = 0u64;
+    let (_syms, module, targets, mut site) = portable_request(&bc, real_twice as *const () as usize as u64, &mut misses);
+    site.targets = targets.as_ptr();
+    let req = common::request(&module, "apply", std::slice::from_ref(&site), &[]);
+    // SAFETY: the request points at locals of this function, alive until it returns.
+    let (res, object) = unsafe { drti_jit::compile_object(&req, true) };
+    assert_eq!(res.ok, 1, "{}", res.error_text());
+    let object = object.unwrap();
+    let text = String::from_utf8_lossy(&object.bytes);
+    assert!(!text.contains("__drti_abs_"), "an absolute address is left in the portable object");
+
+    // "Another process": the same modules and plan, other addresses; the same bytes.
+    let mut misses2 = 0u64;
+    let (_syms2, module2, targets2, mut site2) = portable_request(&bc, real_twice_elsewhere as *const () as usize as u64, &mut misses2);
+    site2.targets = targets2.as_ptr();
+    let req2 = common::request(&module2, "apply", std::slice::from_ref(&site2), &[]);
+    // SAFETY: as above.
+    let table = unsafe { drti_jit::object_symbols(&req2) }.unwrap();
+    let linked = drti_agent::link::link(&object.bytes, None, |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
+    let (entry, _) = linked.function(&object.entry).unwrap();
+    // SAFETY: `entry` is F+ of `apply`, every symbol resolved; it has apply's type.
+    let apply: Apply = unsafe { std::mem::transmute::<usize, Apply>(entry as usize) };
+    // The guard now names real_twice_elsewhere: that one runs inlined (doubling), the old
+    // address is a miss counted in the second request's counter.
+    assert_eq!(apply(real_twice_elsewhere, 10), (0..10).map(|i| 2 * i).sum::<i64>());
+    assert_eq!(apply(real_twice, 10), (0..10).map(|i| 1_000_000 + i).sum::<i64>());
+    assert_eq!((misses, misses2), (0, 10));
     // SAFETY: no thread runs the linked code any more.
     unsafe { linked.release() };
 }
