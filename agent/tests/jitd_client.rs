@@ -4,7 +4,7 @@
 //! handshake, modules on request, a server that dies, hangs or speaks another version.
 
 use bitcode_embed::protocol::*;
-use drti_agent::jitd_client::{Endpoint, Session, SessionError};
+use drti_agent::jitd_client::{Endpoint, ModuleData, Session, SessionError};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,8 +71,8 @@ fn serve(mut s: UnixStream, mode: &str) {
                 llvm: "19".into(),
                 pid: std::process::id(),
             },
-            Message::PutModule { hash, bitcode } => {
-                have = hash == MODULE && bitcode == b"clean bitcode";
+            Message::PutModule { hash, bitcode, globals } => {
+                have = hash == MODULE && bitcode == b"clean bitcode" && globals == ["run", "op"];
                 continue;
             }
             Message::Compile(_) if mode == "die" => std::process::exit(9),
@@ -94,11 +94,19 @@ fn serve(mut s: UnixStream, mode: &str) {
 }
 
 fn request() -> CompileRequest {
-    CompileRequest { id: 1, opt_level: 2, function: FnRef { module: MODULE, name: "run".into() }, sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![FnRef { module: MODULE, name: "op".into() }] }] }
+    CompileRequest {
+        id: 1,
+        opt_level: 2,
+        modules: vec![ModuleUse { hash: MODULE, null_globals: vec![] }],
+        function: FnRef { module: MODULE, name: "run".into() },
+        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: FnRef { module: MODULE, name: "op".into() }, slot: false }], sample_site: None }],
+        probes: vec![],
+        countdown_static: false,
+    }
 }
 
-fn bitcode(h: &Hash) -> Option<Arc<Vec<u8>>> {
-    (*h == MODULE).then(|| Arc::new(b"clean bitcode".to_vec()))
+fn bitcode(h: &Hash) -> Option<ModuleData> {
+    (*h == MODULE).then(|| ModuleData { bitcode: Arc::new(b"clean bitcode".to_vec()), globals: Arc::new(vec!["run".into(), "op".into()]) })
 }
 
 /// A session with a fresh fake server in `mode`.

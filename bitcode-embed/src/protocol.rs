@@ -40,6 +40,25 @@ pub struct FnRef {
     pub name: String,
 }
 
+/// A module a compile uses, as the requesting process sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModuleUse {
+    /// SHA-256 of the module's clean bitcode.
+    pub hash: Hash,
+    /// Indices (into the module's global names, see [`Message::PutModule`]) of the globals
+    /// that are null in this process (weak symbols nothing defines).
+    pub null_globals: Vec<u32>,
+}
+
+/// A guarded target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TargetReq {
+    /// The target.
+    pub function: FnRef,
+    /// Whether the guard compares through a guard slot (a target in an unloadable object).
+    pub slot: bool,
+}
+
 /// One site to guard in a compile.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SiteReq {
@@ -49,20 +68,42 @@ pub struct SiteReq {
     /// Ordinal of the indirect call in the owner (`SiteRecord::ordinal`).
     pub ordinal: u32,
     /// Targets to inline behind guards, hottest first.
-    pub targets: Vec<FnRef>,
+    pub targets: Vec<TargetReq>,
+    /// The site's index in its owner's module when its misses are sampled.
+    pub sample_site: Option<u32>,
 }
 
-/// A compile request.
+/// An unguarded site that keeps sampling in F+.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeReq {
+    /// As in [`SiteReq`].
+    pub owner: Option<FnRef>,
+    /// As in [`SiteReq`].
+    pub ordinal: u32,
+    /// The site's index in its owner's module.
+    pub site: u32,
+}
+
+/// A compile request. The order of `modules` numbers them: the symbols of the object that
+/// comes back are named after those numbers (`drti_jit::symbolic`), so the requester
+/// resolves them against the same list.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CompileRequest {
     /// Repeated in the answer.
     pub id: u64,
     /// 2 or 3.
     pub opt_level: u32,
+    /// Every module the compile uses (the function's, its targets' and owners').
+    pub modules: Vec<ModuleUse>,
     /// The function compiled.
     pub function: FnRef,
     /// Its guarded sites.
     pub sites: Vec<SiteReq>,
+    /// Its sampled sites.
+    pub probes: Vec<ProbeReq>,
+    /// Whether the requester's sampling countdown sits at a fixed offset from the thread
+    /// pointer (else sampled sites call the sampler at every call).
+    pub countdown_static: bool,
 }
 
 /// Milliseconds per phase of a compile, as `jit_abi::JitResult` reports them.
@@ -145,6 +186,8 @@ pub enum Message {
         hash: Hash,
         /// Raw (decompressed) clean bitcode.
         bitcode: Vec<u8>,
+        /// The module's global names in address-table order (the blob's global records).
+        globals: Vec<String>,
     },
     /// Agent: compile.
     Compile(CompileRequest),
@@ -229,6 +272,15 @@ impl Enc {
         self.hash(&f.module);
         self.bytes(f.name.as_bytes());
     }
+    fn owner(&mut self, o: &Option<FnRef>) {
+        match o {
+            None => self.u32(0),
+            Some(f) => {
+                self.u32(1);
+                self.fn_ref(f);
+            }
+        }
+    }
 }
 
 /// Payload decoder over a received payload.
@@ -265,6 +317,13 @@ impl<'a> Dec<'a> {
     fn fn_ref(&mut self, what: &str) -> Result<FnRef, WireError> {
         Ok(FnRef { module: self.hash(what)?, name: self.text(what)? })
     }
+    fn owner(&mut self, what: &str) -> Result<Option<FnRef>, WireError> {
+        match self.u32(what)? {
+            0 => Ok(None),
+            1 => Ok(Some(self.fn_ref(what)?)),
+            k => malformed(format!("{what} tag {k}")),
+        }
+    }
     /// A count of elements each at least `min_size` bytes: bounded by what is left, so a
     /// hostile count cannot make the reader allocate.
     fn count(&mut self, what: &str, min_size: usize) -> Result<usize, WireError> {
@@ -300,30 +359,51 @@ impl Message {
                 e.u32(*pid);
                 WELCOME
             }
-            Message::PutModule { hash, bitcode } => {
+            Message::PutModule { hash, bitcode, globals } => {
                 e.hash(hash);
                 e.bytes(bitcode);
+                e.u32(globals.len() as u32);
+                for g in globals {
+                    e.bytes(g.as_bytes());
+                }
                 PUT_MODULE
             }
             Message::Compile(r) => {
                 e.u64(r.id);
                 e.u32(r.opt_level);
+                e.u32(r.modules.len() as u32);
+                for m in &r.modules {
+                    e.hash(&m.hash);
+                    e.u32(m.null_globals.len() as u32);
+                    for &i in &m.null_globals {
+                        e.u32(i);
+                    }
+                }
                 e.fn_ref(&r.function);
                 e.u32(r.sites.len() as u32);
                 for s in &r.sites {
-                    match &s.owner {
-                        None => e.u32(0),
-                        Some(o) => {
-                            e.u32(1);
-                            e.fn_ref(o);
-                        }
-                    }
+                    e.owner(&s.owner);
                     e.u32(s.ordinal);
                     e.u32(s.targets.len() as u32);
                     for t in &s.targets {
-                        e.fn_ref(t);
+                        e.fn_ref(&t.function);
+                        e.u32(t.slot as u32);
+                    }
+                    match s.sample_site {
+                        None => e.u32(0),
+                        Some(site) => {
+                            e.u32(1);
+                            e.u32(site);
+                        }
                     }
                 }
+                e.u32(r.probes.len() as u32);
+                for p in &r.probes {
+                    e.owner(&p.owner);
+                    e.u32(p.ordinal);
+                    e.u32(p.site);
+                }
+                e.u32(r.countdown_static as u32);
                 COMPILE
             }
             Message::NeedModules { id, hashes } => {
@@ -370,25 +450,46 @@ impl Message {
         let m = match kind {
             HELLO => Message::Hello { protocol: d.u32("protocol")?, drti: d.text("drti version")?, pid: d.u32("pid")? },
             WELCOME => Message::Welcome { protocol: d.u32("protocol")?, drti: d.text("drti version")?, llvm: d.text("llvm version")?, pid: d.u32("pid")? },
-            PUT_MODULE => Message::PutModule { hash: d.hash("module hash")?, bitcode: d.bytes("bitcode")? },
+            PUT_MODULE => {
+                let hash = d.hash("module hash")?;
+                let bitcode = d.bytes("bitcode")?;
+                let n = d.count("global names", 8)?;
+                let globals = (0..n).map(|_| d.text("global name")).collect::<Result<_, _>>()?;
+                Message::PutModule { hash, bitcode, globals }
+            }
             COMPILE => {
                 let id = d.u64("id")?;
                 let opt_level = d.u32("opt level")?;
+                let nm = d.count("modules", 36)?;
+                let mut modules = Vec::with_capacity(nm);
+                for _ in 0..nm {
+                    let hash = d.hash("module hash")?;
+                    let nn = d.count("null globals", 4)?;
+                    let null_globals = (0..nn).map(|_| d.u32("null global")).collect::<Result<_, _>>()?;
+                    modules.push(ModuleUse { hash, null_globals });
+                }
                 let function = d.fn_ref("function")?;
-                let n = d.count("sites", 12)?;
+                let n = d.count("sites", 16)?;
                 let mut sites = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let owner = match d.u32("site owner")? {
-                        0 => None,
-                        1 => Some(d.fn_ref("site owner")?),
-                        k => return malformed(format!("site owner tag {k}")),
-                    };
+                    let owner = d.owner("site owner")?;
                     let ordinal = d.u32("ordinal")?;
-                    let nt = d.count("targets", 40)?;
-                    let targets = (0..nt).map(|_| d.fn_ref("target")).collect::<Result<_, _>>()?;
-                    sites.push(SiteReq { owner, ordinal, targets });
+                    let nt = d.count("targets", 44)?;
+                    let targets = (0..nt).map(|_| Ok(TargetReq { function: d.fn_ref("target")?, slot: d.u32("slot flag")? != 0 })).collect::<Result<_, WireError>>()?;
+                    let sample_site = match d.u32("sample flag")? {
+                        0 => None,
+                        1 => Some(d.u32("sample site")?),
+                        k => return malformed(format!("sample flag {k}")),
+                    };
+                    sites.push(SiteReq { owner, ordinal, targets, sample_site });
                 }
-                Message::Compile(CompileRequest { id, opt_level, function, sites })
+                let np = d.count("probes", 12)?;
+                let mut probes = Vec::with_capacity(np);
+                for _ in 0..np {
+                    probes.push(ProbeReq { owner: d.owner("probe owner")?, ordinal: d.u32("ordinal")?, site: d.u32("site")? });
+                }
+                let countdown_static = d.u32("countdown flag")? != 0;
+                Message::Compile(CompileRequest { id, opt_level, modules, function, sites, probes, countdown_static })
             }
             NEED_MODULES => {
                 let id = d.u64("id")?;
@@ -471,16 +572,19 @@ mod tests {
         vec![
             Message::Hello { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), pid: 42 },
             Message::Welcome { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), llvm: "19.1.7".into(), pid: 7 },
-            Message::PutModule { hash: [3; 32], bitcode: vec![0x42, 0x43, 0xc0, 0xde] },
+            Message::PutModule { hash: [3; 32], bitcode: vec![0x42, 0x43, 0xc0, 0xde], globals: vec!["run".into(), "a".into()] },
             Message::Compile(CompileRequest {
                 id: 9,
                 opt_level: 2,
+                modules: vec![ModuleUse { hash: [1; 32], null_globals: vec![] }, ModuleUse { hash: [2; 32], null_globals: vec![4, 7] }],
                 function: f(1, "run"),
                 sites: vec![
-                    SiteReq { owner: None, ordinal: 0, targets: vec![f(1, "a"), f(2, "b")] },
-                    SiteReq { owner: Some(f(2, "b")), ordinal: 3, targets: vec![f(2, "c")] },
-                    SiteReq { owner: None, ordinal: 1, targets: vec![] },
+                    SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f(1, "a"), slot: false }, TargetReq { function: f(2, "b"), slot: true }], sample_site: None },
+                    SiteReq { owner: Some(f(2, "b")), ordinal: 3, targets: vec![TargetReq { function: f(2, "c"), slot: false }], sample_site: Some(5) },
+                    SiteReq { owner: None, ordinal: 1, targets: vec![], sample_site: None },
                 ],
+                probes: vec![ProbeReq { owner: Some(f(2, "b")), ordinal: 1, site: 6 }],
+                countdown_static: true,
             }),
             Message::NeedModules { id: 9, hashes: vec![[1; 32], [2; 32]] },
             Message::Compiled(CompileResult {

@@ -7,20 +7,21 @@
 //! by the SHA-256 of their bitcode, checked on arrival, and shared by every session of a
 //! server (a shared server compiles for many processes running the same binaries).
 
+pub mod compile;
 pub mod session;
 pub mod store;
 
 pub use session::serve;
-pub use store::Store;
+pub use store::{Store, StoredModule};
 
 use bitcode_embed::protocol::{CompileRequest, CompileResult};
 use std::sync::Arc;
 
 /// Produces the answer to one compile request whose modules are all in the store.
 pub trait Compiler: Send + Sync {
-    /// Compiles `req`; `module` gives a module's bitcode by hash (every module the
-    /// request names is there).
-    fn compile(&self, req: &CompileRequest, module: &dyn Fn(&bitcode_embed::protocol::Hash) -> Option<Arc<Vec<u8>>>) -> CompileResult;
+    /// Compiles `req`; `module` gives a module by hash (every module the request names is
+    /// there).
+    fn compile(&self, req: &CompileRequest, module: &dyn Fn(&bitcode_embed::protocol::Hash) -> Option<Arc<StoredModule>>) -> CompileResult;
 
     /// The LLVM version the compiles use (sent in the welcome).
     fn llvm_version(&self) -> String;

@@ -31,13 +31,12 @@ pub fn serve<S: Read + Write>(stream: &mut S, store: &Store, compiler: &dyn Comp
             Err(e) => return Some(e.to_string()),
         };
         let reply = match m {
-            Message::PutModule { hash, bitcode } => match store.put(hash, bitcode) {
+            Message::PutModule { hash, bitcode, globals } => match store.put(hash, bitcode, globals) {
                 Ok(()) => continue,
                 Err(e) => return refuse(stream, &e),
             },
             Message::Compile(req) => {
-                let named = std::iter::once(req.function.module).chain(req.sites.iter().flat_map(|s| s.owner.iter().chain(s.targets.iter()).map(|f| f.module)));
-                let missing = store.missing(named);
+                let missing = store.missing(req.modules.iter().map(|m| m.hash));
                 if missing.is_empty() {
                     Message::Compiled(compiler.compile(&req, &|h| store.get(h)))
                 } else {
@@ -67,8 +66,8 @@ mod tests {
 
     struct Echo;
     impl Compiler for Echo {
-        fn compile(&self, req: &CompileRequest, module: &dyn Fn(&Hash) -> Option<Arc<Vec<u8>>>) -> CompileResult {
-            let bytes = module(&req.function.module).map(|b| b.to_vec()).unwrap_or_default();
+        fn compile(&self, req: &CompileRequest, module: &dyn Fn(&Hash) -> Option<Arc<crate::StoredModule>>) -> CompileResult {
+            let bytes = module(&req.function.module).map(|b| b.bitcode.clone()).unwrap_or_default();
             CompileResult { id: req.id, phases: Phases::default(), outcome: Outcome::Object { bytes, entry: req.function.name.clone() } }
         }
         fn llvm_version(&self) -> String {
@@ -99,8 +98,17 @@ mod tests {
     fn a_compile_asks_for_missing_modules_then_compiles() {
         let bitcode = b"module".to_vec();
         let hash = drti_cache::key::sha256(&bitcode);
-        let req = CompileRequest { id: 4, opt_level: 2, function: FnRef { module: hash, name: "f".into() }, sites: vec![] };
-        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::Compile(req.clone()), Message::PutModule { hash, bitcode: bitcode.clone() }, Message::Compile(req)]);
+        let req = CompileRequest {
+            id: 4,
+            opt_level: 2,
+            modules: vec![ModuleUse { hash, null_globals: vec![] }],
+            function: FnRef { module: hash, name: "f".into() },
+            sites: vec![],
+            probes: vec![],
+            countdown_static: false,
+        };
+        let put = Message::PutModule { hash, bitcode: bitcode.clone(), globals: vec!["f".into()] };
+        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::Compile(req.clone()), put, Message::Compile(req)]);
         assert_eq!(end, None);
         assert!(matches!(&got[0], Message::Welcome { llvm, .. } if llvm == "test"));
         assert_eq!(got[1], Message::NeedModules { id: 4, hashes: vec![hash] });
@@ -112,7 +120,7 @@ mod tests {
         let (got, end) = exchange(vec![hello(PROTOCOL_VERSION + 1)]);
         assert!(matches!(&got[..], [Message::Error { text }] if text.contains("not spoken")));
         assert!(end.unwrap().contains("not spoken"));
-        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::PutModule { hash: [0; 32], bitcode: b"x".to_vec() }]);
+        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::PutModule { hash: [0; 32], bitcode: b"x".to_vec(), globals: vec![] }]);
         assert!(matches!(&got[1], Message::Error { text } if text.contains("hash")));
         assert!(end.is_some());
         let (got, _) = exchange(vec![Message::Error { text: "hi".into() }]);

@@ -8,8 +8,16 @@ use std::sync::{Arc, Mutex};
 /// Default bound on the bitcode kept: a few large programs' modules.
 pub const DEFAULT_MAX_BYTES: u64 = 1 << 30;
 
+/// A module the server holds.
+pub struct StoredModule {
+    /// Raw clean bitcode.
+    pub bitcode: Vec<u8>,
+    /// Global names in address-table order.
+    pub globals: Vec<String>,
+}
+
 struct Entry {
-    bitcode: Arc<Vec<u8>>,
+    module: Arc<StoredModule>,
     last_use: u64,
 }
 
@@ -37,7 +45,7 @@ impl Store {
     }
 
     /// Adds a module after checking its hash; Err says why it was refused.
-    pub fn put(&self, hash: Hash, bitcode: Vec<u8>) -> Result<(), String> {
+    pub fn put(&self, hash: Hash, bitcode: Vec<u8>, globals: Vec<String>) -> Result<(), String> {
         if drti_cache::key::sha256(&bitcode) != hash {
             return Err("module bitcode does not match its hash".into());
         }
@@ -45,26 +53,26 @@ impl Store {
         s.clock += 1;
         let now = s.clock;
         let len = bitcode.len() as u64;
-        if let Some(old) = s.modules.insert(hash, Entry { bitcode: Arc::new(bitcode), last_use: now }) {
-            s.bytes -= old.bitcode.len() as u64;
+        if let Some(old) = s.modules.insert(hash, Entry { module: Arc::new(StoredModule { bitcode, globals }), last_use: now }) {
+            s.bytes -= old.module.bitcode.len() as u64;
         }
         s.bytes += len;
         while s.bytes > self.max_bytes && s.modules.len() > 1 {
             let oldest = *s.modules.iter().filter(|(h, _)| **h != hash).min_by_key(|(_, e)| e.last_use).map(|(h, _)| h).unwrap();
             let gone = s.modules.remove(&oldest).unwrap();
-            s.bytes -= gone.bitcode.len() as u64;
+            s.bytes -= gone.module.bitcode.len() as u64;
         }
         Ok(())
     }
 
-    /// A module's bitcode, marking it used.
-    pub fn get(&self, hash: &Hash) -> Option<Arc<Vec<u8>>> {
+    /// A module, marking it used.
+    pub fn get(&self, hash: &Hash) -> Option<Arc<StoredModule>> {
         let mut s = self.lock();
         s.clock += 1;
         let now = s.clock;
         let e = s.modules.get_mut(hash)?;
         e.last_use = now;
-        Some(e.bitcode.clone())
+        Some(e.module.clone())
     }
 
     /// The hashes in `wanted` the store does not hold, each once.
@@ -100,18 +108,18 @@ mod tests {
         let (ha, a) = module(1, 100);
         let (hb, b) = module(2, 100);
         let (hc, c) = module(3, 100);
-        assert!(store.put(ha, b.clone()).unwrap_err().contains("hash"));
-        store.put(ha, a).unwrap();
-        store.put(hb, b).unwrap();
+        assert!(store.put(ha, b.clone(), vec![]).unwrap_err().contains("hash"));
+        store.put(ha, a, vec![]).unwrap();
+        store.put(hb, b, vec![]).unwrap();
         assert_eq!(store.missing([ha, hb, hc, hc]), vec![hc]);
         // Using a makes b the least recently used: adding c evicts b.
         assert!(store.get(&ha).is_some());
-        store.put(hc, c).unwrap();
+        store.put(hc, c, vec![]).unwrap();
         assert_eq!(store.missing([ha, hb, hc]), vec![hb]);
         assert_eq!(store.bytes(), 200);
         // A module over the bound alone is kept.
         let (hbig, big) = module(4, 1000);
-        store.put(hbig, big).unwrap();
+        store.put(hbig, big, vec![]).unwrap();
         assert_eq!(store.missing([hbig]), Vec::<Hash>::new());
     }
 }

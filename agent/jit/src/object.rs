@@ -14,6 +14,7 @@ use llvm_sys::target_machine::*;
 /// (small code model, so the linker can place it near the program or reach far symbols
 /// through its GOT and stubs).
 pub fn emit(m: LLVMModuleRef) -> Result<Vec<u8>, String> {
+    crate::orc::initialize_native_target();
     // SAFETY: C API calls on the host triple; strings LLVM returns are freed with
     // LLVMDisposeMessage; the target machine and the module are disposed here; the
     // buffer is copied before it is disposed.

@@ -157,17 +157,28 @@ fn host_machine_builder() -> Option<LLVMOrcJITTargetMachineBuilderRef> {
     }
 }
 
+/// Registers the host target with LLVM, once per process: registration appends to a
+/// global list without a lock, and two threads doing it at once (two sessions created
+/// concurrently, as tests do) leave a cycle that `lookupTarget` then loops on forever.
+pub fn initialize_native_target() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    // SAFETY: LLVM's initialisers have no preconditions; `Once` runs them one time.
+    ONCE.call_once(|| unsafe {
+        llvm_sys::target::LLVM_InitializeNativeTarget();
+        llvm_sys::target::LLVM_InitializeNativeAsmPrinter();
+        // Inline assembly is parsed when the object is emitted: without the parser any
+        // `asm` statement is a fatal error.
+        llvm_sys::target::LLVM_InitializeNativeAsmParser();
+    });
+}
+
 impl Session {
     /// Creates the LLJIT with the process's symbols visible.
     pub fn new() -> Result<Session, String> {
         // SAFETY: standard LLJIT construction through the C API; every error is consumed;
         // the builder is consumed by LLVMOrcCreateLLJIT.
         unsafe {
-            llvm_sys::target::LLVM_InitializeNativeTarget();
-            llvm_sys::target::LLVM_InitializeNativeAsmPrinter();
-            // Inline assembly is parsed when the object is emitted: without the parser
-            // any `asm` statement is a fatal error.
-            llvm_sys::target::LLVM_InitializeNativeAsmParser();
+            initialize_native_target();
             let builder = LLVMOrcCreateLLJITBuilder();
             LLVMOrcLLJITBuilderSetObjectLinkingLayerCreator(builder, object_linking_layer, std::ptr::null_mut());
             // Code generation at -O1: the IR is already optimised at O2; -O1 instruction

@@ -19,5 +19,5 @@ pub mod session;
 pub mod spawn;
 
 pub use restarts::Restarts;
-pub use session::{Session, SessionError};
+pub use session::{ModuleData, Session, SessionError};
 pub use spawn::Endpoint;

@@ -25,6 +25,16 @@ impl std::fmt::Display for SessionError {
     }
 }
 
+/// What the server needs of a module: its clean bitcode and its global names in
+/// address-table order.
+#[derive(Clone)]
+pub struct ModuleData {
+    /// Raw clean bitcode.
+    pub bitcode: std::sync::Arc<Vec<u8>>,
+    /// Global names, address-table order.
+    pub globals: std::sync::Arc<Vec<String>>,
+}
+
 /// An open session.
 pub struct Session {
     stream: UnixStream,
@@ -72,9 +82,10 @@ impl Session {
         }
     }
 
-    /// Compiles `req`, sending the modules the server asks for (`bitcode_of` gives a
-    /// module's clean bitcode by hash); the whole exchange ends within `timeout`.
-    pub fn compile(&mut self, req: &CompileRequest, bitcode_of: &mut dyn FnMut(&Hash) -> Option<std::sync::Arc<Vec<u8>>>, timeout: Duration) -> Result<CompileResult, SessionError> {
+    /// Compiles `req`, sending the modules the server asks for (`module_of` gives a
+    /// module's clean bitcode and global names by hash); the whole exchange ends within
+    /// `timeout`.
+    pub fn compile(&mut self, req: &CompileRequest, module_of: &mut dyn FnMut(&Hash) -> Option<ModuleData>, timeout: Duration) -> Result<CompileResult, SessionError> {
         let deadline = Instant::now() + timeout;
         self.send(&Message::Compile(req.clone()))?;
         // One round of modules is all a correct server needs; a second request for the
@@ -86,10 +97,10 @@ impl Session {
                 Message::NeedModules { id, hashes } if id == req.id && rounds == 0 => {
                     rounds += 1;
                     for h in &hashes {
-                        let Some(bitcode) = bitcode_of(h) else {
+                        let Some(m) = module_of(h) else {
                             return Err(SessionError::Protocol("the server asked for a module this process does not have".into()));
                         };
-                        self.send(&Message::PutModule { hash: *h, bitcode: bitcode.to_vec() })?;
+                        self.send(&Message::PutModule { hash: *h, bitcode: m.bitcode.to_vec(), globals: m.globals.to_vec() })?;
                     }
                     self.send(&Message::Compile(req.clone()))?;
                 }

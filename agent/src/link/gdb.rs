@@ -35,10 +35,13 @@ const JIT_UNREGISTER: u32 = 2;
 
 // The two symbols GDB looks up by name, defined in assembly so they can be hidden
 // (a Rust `#[no_mangle]` item would be exported from the cdylib and could be interposed).
+// Weak: a binary that links the agent's crate together with a static LLVM (tests of the
+// compiler process) gets LLVM's definitions, of the same standard layout, instead of a
+// duplicate-symbol error; the agent's cdylib has no other definition.
 std::arch::global_asm!(
     ".pushsection .data.__jit_debug_descriptor,\"aw\",@progbits",
     ".p2align 3",
-    ".globl __jit_debug_descriptor",
+    ".weak __jit_debug_descriptor",
     ".hidden __jit_debug_descriptor",
     ".type __jit_debug_descriptor,@object",
     ".size __jit_debug_descriptor, 24",
@@ -49,7 +52,7 @@ std::arch::global_asm!(
     ".quad 0",
     ".popsection",
     ".pushsection .text.__jit_debug_register_code,\"ax\",@progbits",
-    ".globl __jit_debug_register_code",
+    ".weak __jit_debug_register_code",
     ".hidden __jit_debug_register_code",
     ".type __jit_debug_register_code,@function",
     "__jit_debug_register_code:",

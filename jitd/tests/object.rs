@@ -1,8 +1,11 @@
-//! F+ as a relocatable object (issue 12's first step): the JIT compiles a request to an ELF
-//! object instead of linking it into this process, and the agent's own linker
-//! (`drti_agent::link`) links it; the result computes what F computes, with the guarded
+//! F+ as a relocatable object (issue 12): the JIT compiles a request to an ELF object
+//! instead of linking it into this process, and the agent's own linker
+//! (`drti_agent::link`) links it (here, in the compiler process's crate, the one that
+//! depends on both); the result computes what F computes, with the guarded
 //! target inlined, and falls back to the real call for another target.
 
+// The JIT's own test helpers (requests built by hand, bitcode from IR text).
+#[path = "../../agent/jit/tests/common/mod.rs"]
 mod common;
 
 use bitcode_embed::jit_abi::*;

@@ -1,0 +1,107 @@
+//! drti-jitd as the agent meets it: started by the agent's client (`--stdin`, detached),
+//! sent a module and a compile request, it answers with a portable object that the
+//! agent's linker links against this process's addresses; the code runs.
+
+use bitcode_embed::jit_abi::*;
+use bitcode_embed::protocol::*;
+use drti_agent::jitd_client::{Endpoint, ModuleData, Session};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+const SOURCE: &str = "long twice(long x) { return 2 * x; }\n\
+long apply(long (*f)(long), long n) { long s = 0; for (long i = 0; i < n; i++) s += f(i); return s; }\n";
+
+/// This process's `twice`, told apart from the inlined copy (which doubles).
+extern "C" fn real_twice(x: i64) -> i64 {
+    1_000_000 + x
+}
+extern "C" fn negate(x: i64) -> i64 {
+    -x
+}
+type Apply = extern "C" fn(extern "C" fn(i64) -> i64, i64) -> i64;
+
+fn bitcode() -> Option<Vec<u8>> {
+    let dir = std::env::temp_dir().join(format!("drti-jitd-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("m.c"), SOURCE).unwrap();
+    let ok = Command::new("clang-19").args(["-O2", "-emit-llvm", "-c", "m.c", "-o", "m.bc"]).current_dir(&dir).status().ok()?.success();
+    let bc = ok.then(|| std::fs::read(dir.join("m.bc")).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+    bc
+}
+
+#[test]
+fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
+    let Some(bc) = bitcode() else {
+        println!("skip: clang-19 is not installed");
+        return;
+    };
+    let hash = drti_cache::key::sha256(&bc);
+    let globals = vec!["twice".to_string(), "apply".to_string()];
+    let f = |name: &str| FnRef { module: hash, name: name.into() };
+    let req = CompileRequest {
+        id: 1,
+        opt_level: 2,
+        modules: vec![ModuleUse { hash, null_globals: vec![] }],
+        function: f("apply"),
+        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
+        probes: vec![],
+        countdown_static: false,
+    };
+    let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
+    let conn = ep.open(None).expect("start drti-jitd");
+    let mut session = Session::open(conn.stream, Duration::from_secs(30)).expect("session");
+    let data = ModuleData { bitcode: Arc::new(bc.clone()), globals: Arc::new(globals.clone()) };
+    let mut asked = 0;
+    let res = session
+        .compile(
+            &req,
+            &mut |h| {
+                asked += 1;
+                (*h == hash).then(|| data.clone())
+            },
+            Duration::from_secs(60),
+        )
+        .expect("compile");
+    assert_eq!(asked, 1, "the module is sent once, when asked");
+    let Outcome::Object { bytes, entry } = res.outcome else { panic!("{:?}", res.outcome) };
+    assert!(res.phases.cpu_ms > 0.0);
+
+    // The same request with this process's addresses names the object's symbols.
+    let twice_addr = real_twice as *const () as usize as u64;
+    let syms: Vec<JitSymbol> = globals.iter().map(|n| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: twice_addr }).collect();
+    let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
+    let mut misses = 0u64;
+    let targets = [JitTarget { address: twice_addr, module: 0, name: "twice".as_ptr(), name_len: 5, slot: std::ptr::null() }];
+    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 };
+    let mirror = JitRequest {
+        abi_version: JIT_ABI_VERSION,
+        opt_level: 2,
+        modules: &module,
+        n_modules: 1,
+        function_module: 0,
+        function_name: "apply".as_ptr(),
+        function_name_len: 5,
+        sites: &site,
+        n_sites: 1,
+        probes: std::ptr::null(),
+        n_probes: 0,
+        sample_fn: 0,
+        count_fn: 0,
+        countdown_offset: 0,
+        countdown_static: 0,
+        inject_failure: 0,
+    };
+    // SAFETY: the request points at locals of this function, alive until it returns.
+    let table = unsafe { drti_jit::object_symbols(&mirror) }.unwrap();
+    let linked = drti_agent::link::link(&bytes, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
+    let (code, _) = linked.function(&entry).unwrap();
+    // SAFETY: `code` is F+ of `apply`, every symbol resolved; it has apply's type.
+    let apply: Apply = unsafe { std::mem::transmute::<usize, Apply>(code as usize) };
+    assert_eq!(apply(real_twice, 100), (0..100).map(|i| 2 * i).sum::<i64>());
+    assert_eq!(apply(negate, 100), -(0..100).sum::<i64>());
+    assert_eq!(misses, 100);
+    // SAFETY: no thread runs the linked code any more.
+    unsafe { linked.release() };
+}
