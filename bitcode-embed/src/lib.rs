@@ -7,7 +7,8 @@
 //! * [`image`] — finds notes and blobs in a set of segments (memory or file);
 //! * [`elf`] — the same from an ELF file on disk;
 //! * [`dump`] — the agent's JSON dump (`DRTI_DUMP`) as typed records, for writer and readers;
-//! * [`protocol`] — the messages between the agent and the compiler process `drti-jitd`.
+//! * [`protocol`] — the messages between the agent and the compiler process `drti-jitd`;
+//! * [`symbols`] — the names of a portable F+ object's symbols.
 
 pub mod dump;
 pub mod elf;
@@ -16,6 +17,7 @@ pub mod image;
 pub mod jit_abi;
 pub mod protocol;
 pub mod reader;
+pub mod symbols;
 pub mod writer;
 
 pub use format::*;

@@ -94,7 +94,7 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
         inject_failure: 0,
     };
     // SAFETY: the request points at locals of this function, alive until it returns.
-    let table = unsafe { drti_jit::object_symbols(&mirror) }.unwrap();
+    let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };
     let linked = drti_agent::link::link(&bytes, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
     let (code, _) = linked.function(&entry).unwrap();
     // SAFETY: `code` is F+ of `apply`, every symbol resolved; it has apply's type.

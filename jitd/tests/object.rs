@@ -118,7 +118,7 @@ fn a_portable_object_links_in_a_process_with_other_addresses() {
     site2.targets = targets2.as_ptr();
     let req2 = common::request(&module2, "apply", std::slice::from_ref(&site2), &[]);
     // SAFETY: as above.
-    let table = unsafe { drti_jit::object_symbols(&req2) }.unwrap();
+    let table = unsafe { bitcode_embed::symbols::object_symbols(&req2) };
     let linked = drti_agent::link::link(&object.bytes, None, |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
     let (entry, _) = linked.function(&object.entry).unwrap();
     // SAFETY: `entry` is F+ of `apply`, every symbol resolved; it has apply's type.

@@ -124,7 +124,7 @@ pub struct ObjectCode {
 /// on success the object comes with it. The object's undefined symbols are the program's
 /// globals (`bind::abs_name` names) and the process's own symbols; with `portable`, every
 /// address of this process the code would hold is a symbol named after its place in the
-/// request instead ([`object_symbols`] gives their values here), so the object serves any
+/// request instead (`bitcode_embed::symbols::object_symbols` gives their values here), so the object serves any
 /// process that makes the same request.
 ///
 /// # Safety
@@ -138,7 +138,7 @@ pub unsafe fn compile_object(req: &JitRequest, portable: bool) -> (JitResult, Op
 
 /// Where an object compile leaves its object, and whether it must be process-independent.
 struct ObjectRequest {
-    /// Addresses become symbols named after the request ([`symbolic`], [`object_symbols`]).
+    /// Addresses become symbols named after the request ([`symbolic`], `bitcode_embed::symbols`).
     portable: bool,
     code: Option<ObjectCode>,
 }
@@ -260,51 +260,6 @@ struct Plan {
     sampler: probe::Sampler,
     inject_failure: bool,
     opt_level: u32,
-}
-
-/// Every address of this process the request names, each with its symbol (see
-/// [`symbolic`]), in a fixed order: module globals (sorted by name), guard slots and miss
-/// counters by site, runtime areas by module, the sampler, the countdown offset.
-fn symbol_names(plan: &Plan) -> Vec<(String, u64)> {
-    let mut out = Vec::new();
-    for (k, (_, table)) in plan.modules.iter().enumerate() {
-        let mut names: Vec<(&String, &u64)> = table.iter().filter(|(_, &a)| a != 0).collect();
-        names.sort();
-        out.extend(names.into_iter().map(|(n, &a)| (symbolic::module_symbol(k, n), a)));
-    }
-    let area_of = |owner: &Owner| owner.as_ref().map_or(plan.function_module, |(k, _)| *k);
-    for (i, s) in plan.sites.iter().enumerate() {
-        for (j, t) in s.targets.iter().enumerate() {
-            out.push((symbolic::module_symbol(t.1, &t.2), t.0));
-            if t.3 != 0 {
-                out.push((format!("__drti.slot.{i}.{j}"), t.3));
-            }
-        }
-        out.push((format!("__drti.miss.{i}"), s.misses));
-        if s.area != 0 {
-            out.push((format!("__drti.area.m{}", area_of(&s.owner)), s.area));
-        }
-    }
-    for p in &plan.probes {
-        out.push((format!("__drti.area.m{}", area_of(&p.owner)), p.area));
-    }
-    if plan.sampler.sample_fn != 0 {
-        out.push(("__drti.sample_fn".into(), plan.sampler.sample_fn));
-        out.push(("__drti.count_fn".into(), plan.sampler.count_fn));
-    }
-    if let Some(off) = plan.sampler.countdown_offset {
-        out.push(("__drti.countdown_offset".into(), off as u64));
-    }
-    out
-}
-
-/// The symbols a process-independent object of `req` (`compile_object` with `portable`)
-/// refers to, with this process's values: what the agent's linker resolves them with.
-///
-/// # Safety
-/// Every pointer of `req` must be valid for the call.
-pub unsafe fn object_symbols(req: &JitRequest) -> Result<HashMap<String, u64>, String> {
-    Ok(symbol_names(&read_request(req)?).into_iter().collect())
 }
 
 /// The owner a request names.
@@ -531,7 +486,8 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
     }
     if object.as_ref().is_some_and(|o| o.portable) {
         let mut by_addr: HashMap<u64, String> = HashMap::new();
-        for (name, addr) in symbol_names(&plan) {
+        // SAFETY: `req`'s pointers are valid for the call (compile's contract).
+        for (name, addr) in unsafe { bitcode_embed::symbols::request_symbols(req) } {
             by_addr.entry(addr).or_insert(name);
         }
         symbolic::rewrite(main.0, &by_addr)?;

@@ -1,8 +1,7 @@
 //! Process-independent objects: every address of this process that the compiled code
 //! holds (the program's globals bound by `bind`, guard targets and slots, miss counters,
 //! runtime areas, the agent's sampler and countdown offset) becomes a reference to a
-//! symbol named after its place in the request (`__drti.m<k>.<name>`, `__drti.slot.<i>.<j>`,
-//! ...). The agent's linker resolves those names from the request it sent, so the same
+//! symbol named after its place in the request (`bitcode_embed::symbols`). The agent's linker resolves those names from the request it sent, so the same
 //! object serves any process running the same modules with the same plan, whatever the
 //! load addresses: what a compiler process and a persistent cache need.
 
@@ -13,11 +12,6 @@ use drti_instrument::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use std::collections::HashMap;
-
-/// The symbol standing for global `name` of the request's module `k`.
-pub fn module_symbol(k: usize, name: &str) -> String {
-    format!("__drti.m{k}.{name}")
-}
 
 /// Replaces, in `m` (before optimisation), every `__drti_abs_<hex>` declaration and every
 /// `inttoptr` of a constant address named in `by_addr` by the named symbol. Fails if an
