@@ -9,6 +9,28 @@
 /// Bumped on any change to the types or functions below.
 pub const JIT_ABI_VERSION: u32 = 5;
 
+/// The `len` elements at `ptr` of a request (empty when `len` is 0, whatever `ptr` is).
+///
+/// # Safety
+/// `ptr` must be valid for `len` elements (or `len` 0) for `'a`.
+pub unsafe fn array<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    if len == 0 {
+        &[]
+    } else {
+        // SAFETY: per the function contract.
+        unsafe { core::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+/// The `len` bytes at `ptr` of a request as text (invalid UTF-8 replaced).
+///
+/// # Safety
+/// As [`array`].
+pub unsafe fn text(ptr: *const u8, len: usize) -> String {
+    // SAFETY: per the function contract.
+    String::from_utf8_lossy(unsafe { array(ptr, len) }).into_owned()
+}
+
 /// One name → run-time address binding of a module's address table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]

@@ -12,30 +12,12 @@
 //! | `__drti.sample_fn`, `__drti.count_fn` | the agent's sampler entry points |
 //! | `__drti.countdown_offset` | the countdown's offset from the thread pointer (a value) |
 
-use crate::jit_abi::{JitOwner, JitRequest};
+use crate::jit_abi::{array as slice, text, JitOwner, JitRequest};
 use std::collections::HashMap;
 
 /// The symbol standing for global `name` of the request's module `k`.
 pub fn module_symbol(k: usize, name: &str) -> String {
     format!("__drti.m{k}.{name}")
-}
-
-/// # Safety
-/// `ptr` must be valid for `len` elements (or `len` 0).
-unsafe fn slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
-    if len == 0 {
-        &[]
-    } else {
-        // SAFETY: per the function contract.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
-    }
-}
-
-/// # Safety
-/// `ptr` must be valid for `len` bytes (or `len` 0).
-unsafe fn text(ptr: *const u8, len: usize) -> String {
-    // SAFETY: per the function contract.
-    String::from_utf8_lossy(unsafe { slice(ptr, len) }).into_owned()
 }
 
 /// Every address `req` names, with its symbol, in a fixed order: module globals (sorted by

@@ -314,16 +314,25 @@ const ASM_DIRECTIVES: &[&str] = &[
 
 /// The assembly text of inline-asm value `asm`.
 pub fn inline_asm_text(asm: LLVMValueRef) -> String {
-    // SAFETY: `asm` is a live inline-asm value; the string is owned by it and only read.
-    unsafe {
-        let mut len = 0;
-        let p = LLVMGetInlineAsmAsmString(asm, &mut len);
-        if p.is_null() {
-            String::new()
-        } else {
-            String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned()
-        }
+    // SAFETY: `asm` is a live inline-asm value; the string it returns is owned by it.
+    asm_string(asm, |a, len| unsafe { LLVMGetInlineAsmAsmString(a, len) })
+}
+
+/// The constraint string of inline-asm value `asm`.
+pub fn inline_asm_constraints(asm: LLVMValueRef) -> String {
+    // SAFETY: as for `inline_asm_text`.
+    asm_string(asm, |a, len| unsafe { LLVMGetInlineAsmConstraintString(a, len) })
+}
+
+/// A string of `asm` that `get` returns as (pointer, length), copied.
+fn asm_string(asm: LLVMValueRef, get: impl FnOnce(LLVMValueRef, &mut usize) -> *const std::ffi::c_char) -> String {
+    let mut len = 0;
+    let p = get(asm, &mut len);
+    if p.is_null() {
+        return String::new();
     }
+    // SAFETY: LLVM returned `len` valid bytes at `p`, owned by `asm`, which is live.
+    String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(p as *const u8, len) }).into_owned()
 }
 
 /// Whether inline-assembly `text` defines symbols, named labels or switches sections

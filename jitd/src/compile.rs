@@ -147,12 +147,7 @@ impl Compiler for JitCompiler {
     fn llvm_version(&self) -> String {
         let (mut major, mut minor, mut patch) = (0, 0, 0);
         // SAFETY: writes three unsigned integers.
-        unsafe { llvm_version(&mut major, &mut minor, &mut patch) };
+        unsafe { llvm_sys::core::LLVMGetVersion(&mut major, &mut minor, &mut patch) };
         format!("{major}.{minor}.{patch}")
     }
-}
-
-extern "C" {
-    #[link_name = "LLVMGetVersion"]
-    fn llvm_version(major: *mut u32, minor: *mut u32, patch: *mut u32);
 }

@@ -35,14 +35,9 @@ fn check_asm(name: &str, inst: LLVMValueRef, asm: LLVMValueRef) -> Result<(), St
     if let Some(why) = ir::asm_defines_symbols(&ir::inline_asm_text(asm)) {
         return Err(format!("{name} has {why}"));
     }
-    // SAFETY: `inst` is a live call; its argument operands are only inspected; the
-    // constraint string is owned by `asm` and only read.
-    let (n_args, constraints) = unsafe {
-        let mut len = 0;
-        let p = LLVMGetInlineAsmConstraintString(asm, &mut len);
-        let c = if p.is_null() { String::new() } else { String::from_utf8_lossy(std::slice::from_raw_parts(p as *const u8, len)).into_owned() };
-        (LLVMGetNumArgOperands(inst), c)
-    };
+    let constraints = ir::inline_asm_constraints(asm);
+    // SAFETY: `inst` is a live call.
+    let n_args = unsafe { LLVMGetNumArgOperands(inst) };
     let in_registers = register_operands(&constraints, n_args as usize);
     for i in 0..n_args {
         // SAFETY: as above, `i` is below the argument count.

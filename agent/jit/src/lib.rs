@@ -210,18 +210,6 @@ pub extern "C" fn drti_jit_release(handle: u64) {
 
 type LLVMOrcResourceTrackerRef = llvm_sys::orc2::LLVMOrcResourceTrackerRef;
 
-/// Bytes of a (pointer, length) pair from the request.
-///
-/// # Safety
-/// `ptr` must be valid for `len` bytes (or `len` 0).
-unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
-    if len == 0 {
-        return &[];
-    }
-    // SAFETY: per the function contract.
-    unsafe { std::slice::from_raw_parts(ptr, len) }
-}
-
 /// A guarded target: its address, the index of its module, its IR name, its slot (0:
 /// none).
 type PlannedTarget = (u64, usize, String, u64);
@@ -268,7 +256,7 @@ struct Plan {
 /// `o.name` must be valid for `o.name_len` bytes.
 unsafe fn owner_of(o: &JitOwner) -> Owner {
     // SAFETY: per the function contract.
-    (o.name_len != 0).then(|| (o.module as usize, String::from_utf8_lossy(unsafe { bytes(o.name, o.name_len) }).into_owned()))
+    (o.name_len != 0).then(|| (o.module as usize, unsafe { text(o.name, o.name_len) }))
 }
 
 fn read_request(req: &JitRequest) -> Result<Plan, String> {
@@ -278,33 +266,29 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
     // SAFETY: the agent keeps every array and string of the request alive for the call
     // and sizes them with the counts it passes.
     unsafe {
-        let mods = std::slice::from_raw_parts(req.modules, req.n_modules);
+        let mods = array(req.modules, req.n_modules);
         let modules = mods
             .iter()
             .map(|m| {
-                let syms = std::slice::from_raw_parts(m.symbols, m.n_symbols);
-                let table = syms.iter().map(|s| (String::from_utf8_lossy(bytes(s.name, s.name_len)).into_owned(), s.address)).collect();
-                (bytes(m.bitcode, m.bitcode_len).to_vec(), table)
+                let syms = array(m.symbols, m.n_symbols);
+                let table = syms.iter().map(|s| (text(s.name, s.name_len), s.address)).collect();
+                (array(m.bitcode, m.bitcode_len).to_vec(), table)
             })
             .collect();
-        let sites = std::slice::from_raw_parts(req.sites, req.n_sites)
+        let sites = array(req.sites, req.n_sites)
             .iter()
             .map(|s| {
-                let targets = std::slice::from_raw_parts(s.targets, s.n_targets as usize)
+                let targets = array(s.targets, s.n_targets as usize)
                     .iter()
-                    .map(|t| (t.address, t.module as usize, String::from_utf8_lossy(bytes(t.name, t.name_len)).into_owned(), t.slot as u64))
+                    .map(|t| (t.address, t.module as usize, text(t.name, t.name_len), t.slot as u64))
                     .collect();
                 PlannedSite { owner: owner_of(&s.owner), ordinal: s.ordinal, targets, misses: s.miss_counter as u64, site: s.site, area: s.area }
             })
             .collect();
-        let probes = if req.n_probes == 0 {
-            Vec::new()
-        } else {
-            std::slice::from_raw_parts(req.probes, req.n_probes)
-                .iter()
-                .map(|p| PlannedProbe { owner: owner_of(&p.owner), ordinal: p.ordinal, site: p.site, area: p.area })
-                .collect()
-        };
+        let probes = array(req.probes, req.n_probes)
+            .iter()
+            .map(|p| PlannedProbe { owner: owner_of(&p.owner), ordinal: p.ordinal, site: p.site, area: p.area })
+            .collect();
         let sampler = probe::Sampler {
             sample_fn: req.sample_fn,
             count_fn: req.count_fn,
@@ -313,7 +297,7 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
         let plan = Plan {
             modules,
             function_module: req.function_module as usize,
-            function: String::from_utf8_lossy(bytes(req.function_name, req.function_name_len)).into_owned(),
+            function: text(req.function_name, req.function_name_len),
             sites,
             probes,
             sampler,
