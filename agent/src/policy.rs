@@ -260,6 +260,17 @@ mod tests {
     }
 
     #[test]
+    fn an_early_burst_does_not_earn_a_compile_it_cannot_repay_soon() {
+        // zstd -19: a burst in the first 50 ms of a 0.26 s run and a 106 ms compile. At 20M
+        // calls/s it is repaid in 1.8 s: within the old 2 s minimum horizon (so it was
+        // compiled), beyond what the run had shown (0.05 s) and the 0.5 s minimum.
+        let burst = Candidate { calls_per_s: 20e6, cost_ms: 106.0 };
+        assert!(!pays_back(&K, &burst, &proc_at(0.05)));
+        // The same rate held for 3 s has shown it will last: it pays back.
+        assert!(pays_back(&K, &burst, &proc_at(3.0)));
+    }
+
+    #[test]
     fn a_cold_wrapper_never_earns_a_compile_a_hot_callback_does() {
         let mutex = Candidate { calls_per_s: 70_000.0, cost_ms: 50.0 };
         let callback = Candidate { calls_per_s: 50e6, cost_ms: 50.0 };
