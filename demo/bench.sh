@@ -30,7 +30,7 @@ die() { echo "[bench] ERROR: $*" >&2; exit 1; }
 for tool in clang-19 clang++-19 python3; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
-for f in drti-cc drti-c++ libdrti_agent.so libdrti_jit.so; do
+for f in drti-cc drti-c++ libdrti_agent.so drti-jitd; do
     [ -e "$BIN/$f" ] || die "$BIN/$f missing: run 'make build' first"
 done
 mkdir -p "$OUT/logs"

@@ -41,7 +41,7 @@ die() { echo "[demo] ERROR: $*" >&2; exit 1; }
 for tool in "$CC" "$CXX" "$PROFDATA" python3; do
     command -v "$tool" >/dev/null || die "$tool not found"
 done
-for f in drti-cc drti-c++ drti libdrti_agent.so libdrti_jit.so; do
+for f in drti-cc drti-c++ drti libdrti_agent.so drti-jitd; do
     [ -e "$BIN/$f" ] || die "$BIN/$f missing: run 'make build' first"
 done
 AGENT=$BIN/libdrti_agent.so

@@ -69,7 +69,7 @@ for tool in $CLANG $CLANGXX llvm-profdata-19 make python3 cargo; do
 done
 if selected zstd; then command -v cmake >/dev/null || die "cmake not found (apt-get install cmake): zstd builds with its CMake"; fi
 if selected box2d; then command -v pip >/dev/null || command -v pip3 >/dev/null || die "pip not found: box2d-py comes from PyPI"; fi
-for f in drti-cc drti-c++ libdrti_agent.so libdrti_jit.so; do
+for f in drti-cc drti-c++ libdrti_agent.so drti-jitd; do
     [ -e "$BIN/$f" ] || die "$BIN/$f missing: run 'make build' first"
 done
 mkdir -p "$TP" "$OUT/logs"

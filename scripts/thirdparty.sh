@@ -17,7 +17,7 @@
 # Exits non-zero on any mismatch, on a failing test, or when no edge was inlined.
 # Idempotent: everything lives under target/thirdparty/ and is rebuilt from the fetched
 # sources on each run. Needs: cargo (network to crates.io unless cached), clang-19, make,
-# and `make build` done (target/release/{drti-cc,drti,libdrti_agent.so,libdrti_jit.so}).
+# and `make build` done (target/release/{drti-cc,drti,libdrti_agent.so,drti-jitd}).
 # Environment: THIRDPARTY_JOBS (make -j, default 2), THIRDPARTY_THRESHOLD (default 100).
 set -euo pipefail
 
@@ -34,7 +34,7 @@ say() { printf '\n== %s\n' "$*"; }
 die() { printf 'thirdparty: FAIL: %s\n' "$*" >&2; exit 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-for t in drti-cc drti libdrti_agent.so libdrti_jit.so; do
+for t in drti-cc drti libdrti_agent.so drti-jitd; do
     [ -e "$REL/$t" ] || die "$REL/$t is missing: run 'make build' first"
 done
 command -v "$CLANG" >/dev/null || die "$CLANG not found (scripts/setup.sh installs it)"

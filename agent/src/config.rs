@@ -32,6 +32,10 @@ pub struct Config {
     /// compiles (as `nice -n`, at most 19 in all): on a machine whose cores are busy,
     /// compiles then take mostly idle time instead of the application's.
     pub jit_nice: i32,
+    /// `DRTI_CACHE`, `DRTI_CACHE_DIR`, `DRTI_CACHE_MAX_MB`: the persistent code cache.
+    pub cache: drti_cache::Settings,
+    /// `DRTI_JIT_SERVER`: a running compiler's socket (else the agent starts its own).
+    pub jit_server: Option<OsString>,
     /// Whether `DRTI_HOT_THRESHOLD` was given: then every edge that reaches it is compiled
     /// (DESIGN.md's count); otherwise compiles must also pay back (see `policy`).
     pub threshold_given: bool,
@@ -51,6 +55,8 @@ impl Default for Config {
             test_jit_fail: Vec::new(),
             jit_budget: 0.25,
             jit_nice: 10,
+            cache: drti_cache::Settings { dir: None, max_bytes: drti_cache::DEFAULT_MAX_BYTES },
+            jit_server: None,
             threshold_given: false,
         }
     }
@@ -128,6 +134,10 @@ impl Config {
             }
         }
         c.test_jit_fail = string("DRTI_TEST_JIT_FAIL", "none", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
+        c.jit_server = get("DRTI_JIT_SERVER").filter(|v| !v.is_empty());
+        let (cache, cache_warnings) = drti_cache::Settings::from_env(&get);
+        c.cache = cache;
+        warnings.extend(cache_warnings);
         (c, warnings)
     }
 

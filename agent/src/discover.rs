@@ -262,3 +262,16 @@ fn has_drti_note(mut b: &[u8]) -> bool {
     }
     false
 }
+
+/// The directory `libdrti_agent.so` was loaded from (where `drti-jitd` is installed).
+pub fn agent_dir() -> Option<std::path::PathBuf> {
+    let mut info = libc::Dl_info { dli_fname: std::ptr::null(), dli_fbase: std::ptr::null_mut(), dli_sname: std::ptr::null(), dli_saddr: std::ptr::null_mut() };
+    // SAFETY: dladdr reads the loader's tables for an address inside this library.
+    let ok = unsafe { libc::dladdr(agent_dir as *const libc::c_void, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let path = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
+    std::path::Path::new(&path).parent().map(|p| p.to_path_buf())
+}

@@ -5,9 +5,9 @@
 //! - [`preflight`] (agent start): a sanitizer runtime in the process (the agent's
 //!   uninstrumented threads, leaked counters and LLVM trip ASan/TSan/MSan reports), or a
 //!   finite `RLIMIT_AS` / `RLIMIT_DATA` that leaves too little room for the agent thread.
-//! - [`jit_headroom`] (before `libdrti_jit.so` is loaded and before each compile): LLVM
-//!   throws `std::bad_alloc` and the JIT's Rust code aborts on allocation failure; neither
-//!   can be caught, so a compile is refused when the limits leave less than it needs.
+//! - [`jit_headroom`] (before the compiler is started and before each compile): LLVM runs
+//!   in the compiler process, but receiving, caching and linking its code takes memory
+//!   here, so a compile is refused when the limits leave less than that.
 //! - [`Guarded`], the agent's `#[global_allocator]`: forwards to the system allocator;
 //!   when that fails, serves the request from a small static reserve and raises
 //!   [`out_of_memory`], so the agent thread can stop its work instead of the process
@@ -32,35 +32,25 @@ const MIB: u64 = 1 << 20;
 // - glibc gives the agent thread a malloc arena of its own: a 64 MiB reservation, made
 //   through a transient 128 MiB mapping. When RLIMIT_AS leaves no room
 //   for that, the thread's allocations are served by one mmap each (at least a page).
-// - libdrti_jit.so reserves its PT_LOAD span (49 MiB, 2.3 MiB of it writable: read from
-//   the file at the check). Without an arena, LLVM's start-up then takes 17 MiB address
-//   space and 12 MiB data (9.5 -> 75.8 MiB VmSize, 5.0 -> 19.5 MiB VmData in all), and
-//   compiling apply+twice under 8.2 MiB more: it works at `ulimit -v 84000` (75.8 MiB in
-//   use at the compile) and throws std::bad_alloc at 80000.
-// - with an arena, loading and compiling grow VmData by about 1 MiB (limits_hot); the
-//   old agent compiled demo/virtual and demo/exception at `ulimit -d 8000`, and
-//   limits_hot failed there with std::bad_alloc (at 10000 it worked).
+// - LLVM runs in the compiler process (issue 12): here a compile is a socket exchange,
+//   maybe a cache read, and linking an object of a few KiB to a few hundred KiB. The
+//   link needs below are generous bounds for that, not measurements of LLVM.
 // So the needs depend on whether the agent thread has an arena (read from glibc's chunk
-// header, `thread_has_arena`): with one, LLVM's heap grows inside a reservation VmSize
-// already counts (until a compile outgrows its 64 MiB, when glibc needs a second one);
-// without, the no-arena numbers apply, and they are the answer for other allocators too.
+// header, `thread_has_arena`): with one, its heap grows inside a reservation VmSize
+// already counts; without, the no-arena numbers apply, and they are the answer for other
+// allocators too.
 
 /// Address space the agent itself needs beyond what is mapped when its constructor runs
 /// (its thread's 2 MiB stack, tables, per-allocation mmaps when it has no arena).
 const AGENT_AS: u64 = 8 * MIB;
 /// Data (private writable memory, RLIMIT_DATA) the agent itself needs.
 const AGENT_DATA: u64 = 6 * MIB;
-/// LLVM's start-up beyond the JIT library's mapping.
-const JIT_INIT_AS: u64 = 20 * MIB;
-const JIT_INIT_DATA: u64 = 2 * MIB;
-/// One typical compile (parsing, O2, code generation of a function and its targets).
-const COMPILE_AS: u64 = 16 * MIB;
-const COMPILE_DATA: u64 = 3 * MIB;
+/// Receiving one compiled object, reading it from the cache and linking it (the object,
+/// its mapping, the linker's tables); LLVM itself runs in the compiler process.
+const LINK_AS: u64 = 4 * MIB;
+const LINK_DATA: u64 = 2 * MIB;
 /// Extra data when the agent thread has no arena (every small allocation takes a page).
-const NO_ARENA_DATA: u64 = 12 * MIB;
-/// Address space LLVM takes outside an existing arena (measured 3.4 MiB: 76.6 -> 129.0
-/// MiB VmSize for loading the 49 MiB library and compiling, arena made beforehand).
-const ARENA_OVERHEAD: u64 = 4 * MIB;
+const NO_ARENA_DATA: u64 = 4 * MIB;
 /// Slack for what the application maps meanwhile (address space, data).
 const MARGIN_AS: u64 = 8 * MIB;
 const MARGIN_DATA: u64 = 2 * MIB;
@@ -113,21 +103,13 @@ pub fn note(msg: &str) {
     }
 }
 
-/// Whether the JIT (loading `libdrti_jit.so` if it is not loaded yet, then one compile)
-/// fits in the process's memory limits. `Err` is the warning to print; the caller must
-/// then not load the library nor compile.
+/// Whether linking a compiled object fits in the process's memory limits. `Err` is the
+/// warning to print; the caller must then not compile.
 pub fn jit_headroom() -> Result<(), String> {
-    let library = jit_library_need();
-    // With an arena of its own, the agent thread's (LLVM's) heap grows inside a
-    // reservation VmSize already counts; without, every allocation is an mmap of its own.
-    let (heap_as, heap_data) = match (library.is_some(), thread_has_arena()) {
-        (true, true) => (ARENA_OVERHEAD, JIT_INIT_DATA + COMPILE_DATA),
-        (true, false) => (JIT_INIT_AS + COMPILE_AS, JIT_INIT_DATA + COMPILE_DATA + NO_ARENA_DATA),
-        (false, true) => (ARENA_OVERHEAD, COMPILE_DATA),
-        (false, false) => (COMPILE_AS, COMPILE_DATA + NO_ARENA_DATA),
-    };
-    let (span, writable) = library.unwrap_or((0, 0));
-    check(span + heap_as, writable + heap_data, "the JIT").map_err(|e| format!("JIT off: {e}; the program runs unoptimised"))
+    // With an arena of its own, the agent thread's heap grows inside a reservation VmSize
+    // already counts; without, every allocation is an mmap of its own.
+    let (as_need, data_need) = if thread_has_arena() { (0, LINK_DATA) } else { (LINK_AS, LINK_DATA + NO_ARENA_DATA) };
+    check(as_need, data_need, "the JIT").map_err(|e| format!("JIT off: {e}; the program runs unoptimised"))
 }
 
 /// Whether glibc's malloc serves the calling thread from an arena of its own (not the
@@ -228,84 +210,6 @@ fn fits(used: Usage, as_limit: Option<u64>, data_limit: Option<u64>, as_need: u6
         }
     }
     Ok(())
-}
-
-/// (address span, writable bytes) `libdrti_jit.so` takes once loaded; None if it is
-/// loaded already (or cannot be read, in which case loading it fails by itself).
-fn jit_library_need() -> Option<(u64, u64)> {
-    let path = jit_library_path()?;
-    if jit_library_mapped(&path) {
-        return None;
-    }
-    // Only the headers are read: the file is tens of MiB (debug info included).
-    let head = read_prefix(&path, 64).and_then(|h| {
-        let phoff = u64::from_le_bytes(h.get(0x20..0x28)?.try_into().ok()?) as usize;
-        let table = u16::from_le_bytes(h.get(0x36..0x38)?.try_into().ok()?) as usize * u16::from_le_bytes(h.get(0x38..0x3a)?.try_into().ok()?) as usize;
-        read_prefix(&path, phoff.checked_add(table)?.min(1 << 20))
-    });
-    // Unreadable headers: assume a span like today's (loading then fails by itself).
-    Some(head.and_then(|h| load_span(&h)).unwrap_or((64 * MIB, 4 * MIB)))
-}
-
-/// The first `n` bytes of `path` (fewer if the file is shorter).
-fn read_prefix(path: &std::path::Path, n: usize) -> Option<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(n);
-    std::fs::File::open(path).ok()?.take(n as u64).read_to_end(&mut buf).ok()?;
-    Some(buf)
-}
-
-/// Where the agent loads the JIT from: next to itself (see `jit_bridge`).
-fn jit_library_path() -> Option<std::path::PathBuf> {
-    let mut info = libc::Dl_info { dli_fname: std::ptr::null(), dli_fbase: std::ptr::null_mut(), dli_sname: std::ptr::null(), dli_saddr: std::ptr::null_mut() };
-    // SAFETY: dladdr reads the loader's tables for an address inside this library.
-    if unsafe { libc::dladdr(jit_library_path as *const libc::c_void, &mut info) } == 0 || info.dli_fname.is_null() {
-        return None;
-    }
-    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
-    let me = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
-    Some(std::path::Path::new(&me).parent()?.join(crate::jit_bridge::JIT_LIBRARY))
-}
-
-/// Whether `path` is mapped in this process (the JIT stays loaded once loaded).
-fn jit_library_mapped(path: &std::path::Path) -> bool {
-    static SEEN: AtomicBool = AtomicBool::new(false);
-    if SEEN.load(Ordering::Relaxed) {
-        return true;
-    }
-    let name = path.to_string_lossy();
-    let mapped = std::fs::read_to_string("/proc/self/maps").is_ok_and(|m| m.lines().any(|l| l.ends_with(&*name)));
-    SEEN.store(mapped, Ordering::Relaxed);
-    mapped
-}
-
-/// (address span, writable bytes) of an ELF64 little-endian shared object's PT_LOAD
-/// segments: the loader reserves the whole span, and the writable segments count as data.
-pub fn load_span(elf: &[u8]) -> Option<(u64, u64)> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
-    if elf.get(..6)? != b"\x7fELF\x02\x01" {
-        return None;
-    }
-    let (phoff, phentsize, phnum) = (u64_at(0x20)? as usize, u16_at(0x36)? as usize, u16_at(0x38)? as usize);
-    let page = |x: u64| x.div_ceil(4096) * 4096;
-    let (mut lo, mut hi, mut writable) = (u64::MAX, 0u64, 0u64);
-    for i in 0..phnum {
-        let ph = phoff.checked_add(i.checked_mul(phentsize)?)?;
-        const PT_LOAD: u32 = 1;
-        const PF_W: u32 = 2;
-        if u32_at(ph)? != PT_LOAD {
-            continue;
-        }
-        let (flags, vaddr, memsz) = (u32_at(ph + 4)?, u64_at(ph + 0x10)?, u64_at(ph + 0x28)?);
-        lo = lo.min(vaddr & !4095);
-        hi = hi.max(page(vaddr.checked_add(memsz)?));
-        if flags & PF_W != 0 {
-            writable += page(vaddr + memsz) - (vaddr & !4095);
-        }
-    }
-    (hi > lo).then(|| (hi - lo, writable))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -561,15 +465,10 @@ mod tests {
     }
 
     #[test]
-    fn status_and_elf_parsing() {
+    fn status_parsing() {
         let s = "Name:\tx\nVmPeak:\t  9999 kB\nVmSize:\t    6092 kB\nVmLck:\t0 kB\nVmData:\t     468 kB\n";
         assert_eq!(parse_status(s), Some(Usage { address_space: 6092 * 1024, data: 468 * 1024 }));
         assert_eq!(parse_status("VmSize: 1 kB\n"), None);
-        // This test binary: a span at least as large as its file's text, some writable.
-        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        let (span, writable) = load_span(&me).expect("PT_LOADs");
-        assert!(span > 4096 && writable > 0 && writable < span, "{span} {writable}");
-        assert_eq!(load_span(b"not an elf"), None);
     }
 
     #[test]

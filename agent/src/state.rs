@@ -25,8 +25,9 @@ pub struct ModuleEntry {
     pub sites: u32,
     /// Compressed bitcode size.
     pub bitcode_bytes: u64,
-    /// Decompressed bitcode, once a compile needed it.
-    pub bitcode: Option<std::sync::Arc<Vec<u8>>>,
+    /// SHA-256 of the embedded (compressed) bitcode, once a compile needed it: how the
+    /// compiler process and the code cache know the module.
+    pub hash: Option<bitcode_embed::protocol::Hash>,
     /// Function names (kept after unload, for the dump).
     pub function_names: Vec<String>,
     /// Per site: (function index, ordinal) (kept after unload, for the dump).
@@ -90,13 +91,14 @@ pub struct Agent {
     pub compiles: Vec<CompileRecord>,
     /// Patches so far.
     pub patches: Vec<PatchEntry>,
-    /// The JIT, once loaded; `Err` when it could not be (then nothing is compiled).
-    pub jit: Option<Result<std::sync::Arc<crate::jit_bridge::Jit>, String>>,
+    /// The compiler (process, cache, linker), once started; `Err` when it could not be
+    /// (then nothing is compiled).
+    pub compiler: Option<Result<std::sync::Arc<std::sync::Mutex<crate::compiler::Compiler>>, String>>,
     /// The patcher, once created.
     pub patcher: Option<Result<crate::patch::Patcher, String>>,
-    /// Decorated code was seen calling decorated code: load the JIT ahead of need.
+    /// Decorated code was seen calling decorated code: start the compiler ahead of need.
     pub want_tools: bool,
-    /// How long loading the JIT took (once per process).
+    /// How long starting the compiler took on the agent thread (once per process).
     pub jit_load_ms: Option<f64>,
     /// Every F+ installed or retired, until released.
     pub code: crate::code_owner::CodeOwner,
@@ -155,7 +157,7 @@ fn fresh(config: Config) -> Agent {
         pending: Vec::new(),
         compiles: Vec::new(),
         patches: Vec::new(),
-        jit: None,
+        compiler: None,
         patcher: None,
         want_tools: false,
         jit_load_ms: None,
@@ -228,6 +230,13 @@ pub fn after_fork() {
         Some(mut a) => {
             child(&mut a.config);
             a.profiling_off_in_child();
+            // The compiler's session socket is the parent's. If the parent's agent thread
+            // was inside the compiler at the fork, its lock stays taken here: leave it.
+            if let Some(Ok(c)) = &a.compiler {
+                if let Ok(mut c) = c.try_lock() {
+                    c.forget_session();
+                }
+            }
         }
         None => {
             // The inherited state may be mid-update: do not read it.
@@ -348,7 +357,7 @@ impl Agent {
                     functions: h.n_functions,
                     sites: h.n_sites,
                     bitcode_bytes: h.bitcode_size,
-                    bitcode: None,
+                    hash: None,
                     function_names: (0..h.n_functions).map(|f| m.blob.function_name(f).to_owned()).collect(),
                     site_info: m.blob.sites().map(|s| (s.function, s.ordinal)).collect(),
                     live: Some(m),

@@ -39,7 +39,8 @@ use crate::state::{self, Agent, CompileRecord, FnStatus, PatchEntry};
 use bitcode_embed::dump::DumpNested;
 use bitcode_embed::jit_abi::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use crate::compiler::{CacheUse, Compiler};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Deopts after which a function is left alone.
@@ -145,6 +146,7 @@ fn run() {
     let mut last_check = Instant::now();
     let mut last_release = Instant::now();
     let mut idle_streak = 0u32;
+    let mut prestarted = false;
     loop {
         if crate::preload::exiting() {
             // The exit handler owns the state from now on.
@@ -185,13 +187,13 @@ fn run() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }
             if agent.config.jit {
-                // A compile picked before LLVM is loaded asks for it (`prepare`) and waits,
-                // queued, until it is.
-                while job.is_none() && !(agent.want_tools && agent.jit.is_none()) {
+                // A compile picked before the compiler is started asks for it (`prepare`)
+                // and waits, queued, until it is.
+                while job.is_none() && !(agent.want_tools && agent.compiler.is_none()) {
                     let Some(f) = next_compile(&mut agent) else { break };
                     job = prepare(&mut agent, f);
                 }
-                want_jit = agent.want_tools && agent.jit.is_none();
+                want_jit = agent.want_tools && agent.compiler.is_none();
                 if last_check.elapsed() >= MISS_CHECK {
                     check_misses(&mut agent);
                     last_check = Instant::now();
@@ -199,17 +201,30 @@ fn run() {
             }
         }
         if want_jit {
-            load_jit();
+            start_compiler();
             idle = false;
+        }
+        if job.is_none() && !prestarted {
+            // Nothing to compile right now: start the compiler process ahead of need.
+            if let Some(c) = state::lock().and_then(|a| a.compiler.as_ref().and_then(|c| c.as_ref().ok()).cloned()) {
+                lock_compiler(&c).prestart();
+                prestarted = true;
+            }
         }
         if let Some(job) = job {
             IN_FLIGHT.store(true, Ordering::SeqCst);
-            let res = job.run();
+            let (res, ms, cache, unavailable) = job.run();
             if let Some(mut agent) = state::lock() {
-                // The JIT measures each compile's CPU time (JitResult::cpu_ms).
-                agent.jit_cpu_ms += res.0.cpu_ms;
-                agent.compile_cost.entry(job.modules[0]).or_default().observe(res.0.cpu_ms);
-                apply(&mut agent, job, res);
+                // The compiler measures each compile's CPU time (JitResult::cpu_ms); code
+                // from the cache cost none and says nothing about what compiles cost.
+                agent.jit_cpu_ms += res.cpu_ms;
+                if cache != CacheUse::Hit {
+                    agent.compile_cost.entry(job.modules[0]).or_default().observe(res.cpu_ms);
+                }
+                apply(&mut agent, job, (res, ms), cache);
+                if let Some(why) = unavailable {
+                    jit_off(&mut agent, &why);
+                }
             }
             IN_FLIGHT.store(false, Ordering::SeqCst);
             idle = false;
@@ -229,13 +244,15 @@ fn run() {
 
 /// Frees retired JIT code no thread can be inside (the scan runs without the lock).
 fn release_code() {
-    let (mut owner, jit) = match state::lock() {
-        Some(mut a) if a.code.retired() > 0 => (std::mem::take(&mut a.code), a.jit.as_ref().and_then(|j| j.as_ref().ok()).cloned()),
+    let (mut owner, compiler) = match state::lock() {
+        Some(mut a) if a.code.retired() > 0 => (std::mem::take(&mut a.code), a.compiler.as_ref().and_then(|j| j.as_ref().ok()).cloned()),
         _ => return,
     };
     let n = owner.release_quiescent(&mut |h| {
-        if let Some(j) = &jit {
-            j.release(h);
+        if let Some(c) = &compiler {
+            // SAFETY: the code owner calls this only for code no slot points at and no
+            // thread is inside (its quiescence scan).
+            unsafe { lock_compiler(c).release(h) };
         }
     });
     if let Some(mut a) = state::lock() {
@@ -247,26 +264,35 @@ fn release_code() {
     }
 }
 
-/// Loads the JIT and the patcher, without the state lock (a loader call of tens of ms).
-fn load_jit() {
-    let perf_map = state::lock().map(|a| a.config.perf_map).unwrap_or(false);
+/// The compiler, locked (only the agent thread uses it; a panic inside left it usable).
+fn lock_compiler(c: &Mutex<Compiler>) -> std::sync::MutexGuard<'_, Compiler> {
+    c.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Sets the compiler up (and the patcher), without the state lock. A private compiler
+/// process is started later, when the agent thread has nothing more urgent to do
+/// ([`Compiler::prestart`]): a compile the cache serves does not wait for it.
+fn start_compiler() {
+    let Some((perf_map, cache, server)) = state::lock().map(|a| (a.config.perf_map, a.config.cache.clone(), a.config.jit_server.clone())) else { return };
     if let Err(e) = crate::guardrails::jit_headroom() {
         if let Some(mut agent) = state::lock() {
-            jit_off(&mut agent, &format!("not loading the JIT: {e}"));
-            agent.jit = Some(Err(e));
+            jit_off(&mut agent, &format!("not starting the compiler: {e}"));
+            agent.compiler = Some(Err(e));
         }
         return;
     }
     let t = Instant::now();
-    let jit = crate::jit_bridge::Jit::load(perf_map).map(Arc::new);
+    let compiler = crate::jitd_client::Endpoint::choose(server.as_deref(), crate::discover::agent_dir().as_deref())
+        .and_then(|endpoint| Compiler::new(endpoint, &cache, perf_map))
+        .map(|c| Arc::new(Mutex::new(c)));
     let ms = t.elapsed().as_secs_f64() * 1e3;
     if let Some(mut agent) = state::lock() {
-        match &jit {
-            Ok(_) => tracing::info!(ms, "JIT loaded"),
-            Err(e) => tracing::warn!("JIT unavailable: {e}; the program runs unoptimised"),
+        match &compiler {
+            Ok(_) => tracing::info!(ms, "compiler ready"),
+            Err(e) => tracing::warn!("no compiler: {e}; the program runs unoptimised"),
         }
         agent.jit_load_ms = Some(ms);
-        agent.jit = Some(jit);
+        agent.compiler = Some(compiler);
         if agent.patcher.is_none() {
             agent.patcher = Some(crate::patch::Patcher::new().map_err(|e| e.to_string()));
             if let Some(Err(e)) = &agent.patcher {
@@ -554,7 +580,6 @@ struct Job {
     modules: Vec<usize>,
     /// Load address of each module in `modules`.
     bases: Vec<u64>,
-    bitcodes: Vec<Arc<Vec<u8>>>,
     symbol_names: Vec<Vec<String>>,
     symbol_addrs: Vec<Vec<u64>>,
     target_names: Vec<Vec<String>>,
@@ -563,7 +588,9 @@ struct Job {
     /// Miss counters (leaked: F+ may run until its code is released; 8 bytes each).
     misses: Vec<&'static AtomicU64>,
     inject_failure: bool,
-    jit: Arc<crate::jit_bridge::Jit>,
+    compiler: Arc<Mutex<Compiler>>,
+    /// Per module: the hash of its embedded bitcode.
+    hashes: Vec<bitcode_embed::protocol::Hash>,
     /// When the earliest inlined edge was first sampled (seconds since the agent started).
     first_seen_s: Option<f64>,
     /// Per plan: the owner's IR name, empty for F.
@@ -578,20 +605,17 @@ struct Job {
 }
 
 impl Job {
-    /// Runs the compile (no lock held).
-    fn run(&self) -> (JitResult, f64) {
+    /// Runs the compile (no lock held): the result, its wall time, whether the cache
+    /// served it, and why no compiler can be had any more, if so.
+    fn run(&self) -> (JitResult, f64, CacheUse, Option<String>) {
         let symbols: Vec<Vec<JitSymbol>> = self
             .symbol_names
             .iter()
             .zip(&self.symbol_addrs)
             .map(|(names, addrs)| names.iter().zip(addrs).map(|(n, &a)| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: a }).collect())
             .collect();
-        let jit_modules: Vec<JitModule> = self
-            .bitcodes
-            .iter()
-            .zip(&symbols)
-            .map(|(b, s)| JitModule { bitcode: b.as_ptr(), bitcode_len: b.len(), symbols: s.as_ptr(), n_symbols: s.len() })
-            .collect();
+        // The bitcode goes to the compiler by hash (sent only if it asks).
+        let jit_modules: Vec<JitModule> = symbols.iter().map(|s| JitModule { bitcode: std::ptr::null(), bitcode_len: 0, symbols: s.as_ptr(), n_symbols: s.len() }).collect();
         let targets: Vec<Vec<JitTarget>> = self
             .plans
             .iter()
@@ -652,14 +676,32 @@ impl Job {
         if let Some(ms) = test_compile_delay() {
             std::thread::sleep(ms);
         }
-        let res = self.jit.compile(&req);
-        (res, started.elapsed().as_secs_f64() * 1e3)
+        let inlined: Vec<&str> = self.target_names.iter().flatten().map(String::as_str).collect();
+        let map_name = format!("drti:{}+[{}]", self.name, inlined.join(","));
+        let mut data = |h: &bitcode_embed::protocol::Hash| self.module_data(h);
+        let modules = crate::compiler::Modules { hashes: &self.hashes, data: &mut data };
+        let out = lock_compiler(&self.compiler).compile(&req, modules, self.bases.first().copied(), &map_name);
+        (out.result, started.elapsed().as_secs_f64() * 1e3, out.cache, out.unavailable)
+    }
+
+    /// What the compiler process needs of module `hash` (it asks once per module): the
+    /// embedded bitcode, copied under the lock while the module is still the one planned.
+    fn module_data(&self, hash: &bitcode_embed::protocol::Hash) -> Option<crate::jitd_client::ModuleData> {
+        let k = self.hashes.iter().position(|h| h == hash)?;
+        let agent = state::lock()?;
+        let m = agent.module(self.modules[k]).filter(|m| m.base == self.bases[k])?;
+        Some(crate::jitd_client::ModuleData {
+            compressed: Arc::new(m.blob.bitcode_compressed().to_vec()),
+            raw_size: m.blob.header().bitcode_raw_size,
+            globals: Arc::new(self.symbol_names[k].clone()),
+        })
     }
 
     /// Gives back what the job holds when its code is not installed.
     fn discard(&self, res: &JitResult) {
         if res.ok != 0 {
-            self.jit.release(res.handle);
+            // SAFETY: the code was never installed: nothing points at it.
+            unsafe { lock_compiler(&self.compiler).release(res.handle) };
         }
         for s in self.slots.iter().flatten().flatten() {
             guard_slots::release(*s);
@@ -700,15 +742,15 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         give_up(agent, f, &name, &why, true);
         return None;
     }
-    let jit = match &agent.jit {
+    let compiler = match &agent.compiler {
         Some(Ok(j)) => j.clone(),
         Some(Err(e)) => {
             let e = e.clone();
-            give_up(agent, f, &name, &format!("JIT unavailable: {e}"), false);
+            give_up(agent, f, &name, &format!("no compiler: {e}"), false);
             return None;
         }
         None => {
-            // Not loaded yet: try again once it is.
+            // Not started yet: try again once it is.
             agent.pending.insert(0, f);
             agent.want_tools = true;
             return None;
@@ -775,18 +817,11 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
     let owner_names: Vec<String> = plans.iter().map(|p| if p.owner == f { String::new() } else { agent.function_name(p.owner.0, p.owner.1) }).collect();
     let probe_names: Vec<String> = probes.iter().map(|p| if p.owner == f { String::new() } else { agent.function_name(p.owner.0, p.owner.1) }).collect();
 
-    // Bitcode and address tables of every module involved (copies: the compile runs
-    // without the lock, while modules may come and go).
-    let mut bitcodes = Vec::new();
+    // Bitcode hashes and address tables of every module involved (copies: the compile
+    // runs without the lock, while modules may come and go).
+    let mut hashes = Vec::new();
     for &mid in &modules {
-        match bitcode_of(agent, mid) {
-            Ok(b) => bitcodes.push(b),
-            Err(e) => {
-                let path = agent.modules[mid].path.clone();
-                give_up(agent, f, &name, &format!("bitcode of module {path}: {e}"), false);
-                return None;
-            }
-        }
+        hashes.push(hash_of(agent, mid)?);
     }
     let mut symbol_names = Vec::new();
     let mut symbol_addrs = Vec::new();
@@ -847,13 +882,13 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         plans,
         modules,
         bases,
-        bitcodes,
+        hashes,
         symbol_names,
         symbol_addrs,
         target_names,
         slots,
         misses,
-        jit,
+        compiler,
         owner_names,
         probes,
         probe_names,
@@ -864,7 +899,7 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
 
 /// Applies a compile's result (under the lock): records it and patches F's entry, unless
 /// the program is exiting, a module involved went away, or a guard slot was cleared.
-fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
+fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), cache: CacheUse) {
     let f = job.f;
     let name = job.name.clone();
     let stale = crate::preload::exiting()
@@ -881,7 +916,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64)) {
     let plans = &job.plans;
     // F's own sites' targets; the nested ones are listed apart.
     let inlined: Vec<String> = plans.iter().zip(&job.target_names).filter(|(p, _)| p.owner == f).flat_map(|(_, n)| n.iter().cloned()).collect();
-    let extra = || CompileRecord { nested: job.nested.clone(), sampled_sites: job.probes.len() as u32, ..Default::default() };
+    let extra = || CompileRecord { nested: job.nested.clone(), sampled_sites: job.probes.len() as u32, cache: cache.dump_name().map(str::to_owned), ..Default::default() };
     if res.ok == 0 {
         job.discard(&res);
     }
@@ -1014,15 +1049,15 @@ fn give_up(agent: &mut Agent, f: (usize, u32), name: &str, why: &str, rejected: 
     agent.functions.entry(f).or_default().0 = FnStatus::Given;
 }
 
-/// The module's decompressed clean bitcode (cached).
-fn bitcode_of(agent: &mut Agent, id: usize) -> Result<std::sync::Arc<Vec<u8>>, String> {
-    if let Some(b) = &agent.modules[id].bitcode {
-        return Ok(b.clone());
+/// The SHA-256 of the module's embedded bitcode (once per module; the bitcode is never
+/// decompressed in the application). None when the module is gone.
+fn hash_of(agent: &mut Agent, id: usize) -> Option<bitcode_embed::protocol::Hash> {
+    if let Some(h) = agent.modules[id].hash {
+        return Some(h);
     }
-    let m = agent.module(id).ok_or("module unloaded")?;
-    let b = std::sync::Arc::new(m.blob.bitcode().map_err(|e| e.to_string())?);
-    agent.modules[id].bitcode = Some(b.clone());
-    Ok(b)
+    let h = drti_cache::key::sha256(agent.module(id)?.blob.bitcode_compressed());
+    agent.modules[id].hash = Some(h);
+    Some(h)
 }
 
 /// Applies the deopt rule to every active patch.

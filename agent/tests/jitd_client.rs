@@ -71,8 +71,8 @@ fn serve(mut s: UnixStream, mode: &str) {
                 llvm: "19".into(),
                 pid: std::process::id(),
             },
-            Message::PutModule { hash, bitcode, globals } => {
-                have = hash == MODULE && bitcode == b"clean bitcode" && globals == ["run", "op"];
+            Message::PutModule { hash, compressed, raw_size, globals } => {
+                have = hash == MODULE && compressed == b"clean bitcode" && raw_size == 99 && globals == ["run", "op"];
                 continue;
             }
             Message::Compile(_) if mode == "die" => std::process::exit(9),
@@ -102,11 +102,12 @@ fn request() -> CompileRequest {
         sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: FnRef { module: MODULE, name: "op".into() }, slot: false }], sample_site: None }],
         probes: vec![],
         countdown_static: false,
+        inject_failure: false,
     }
 }
 
 fn bitcode(h: &Hash) -> Option<ModuleData> {
-    (*h == MODULE).then(|| ModuleData { bitcode: Arc::new(b"clean bitcode".to_vec()), globals: Arc::new(vec!["run".into(), "op".into()]) })
+    (*h == MODULE).then(|| ModuleData { compressed: Arc::new(b"clean bitcode".to_vec()), raw_size: 99, globals: Arc::new(vec!["run".into(), "op".into()]) })
 }
 
 /// A session with a fresh fake server in `mode`.

@@ -148,6 +148,10 @@ pub struct DumpCompile {
     /// Unguarded sites of F+ (F's and its inlined copies') that keep sampling.
     #[serde(default)]
     pub sampled_sites: u32,
+    /// "hit" when the code came from the persistent code cache (no compile), "miss" when
+    /// it was compiled (and stored); null when the cache is off.
+    #[serde(default)]
+    pub cache: Option<String>,
 }
 
 /// A site of an inlined target, guarded inside the target's copy in F+.

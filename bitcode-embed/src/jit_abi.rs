@@ -248,9 +248,6 @@ impl JitResult {
     }
 }
 
-/// Flag for `drti_jit_init`: append JIT'd symbols to `/tmp/perf-<pid>.map`.
-pub const JIT_INIT_PERF_MAP: u32 = 1;
-
 /// Log levels of [`LogFn`].
 pub const JIT_LOG_ERROR: u32 = 1;
 /// A warning.

@@ -15,6 +15,7 @@ pub mod elf;
 pub mod format;
 pub mod image;
 pub mod jit_abi;
+pub mod portable;
 pub mod protocol;
 pub mod reader;
 pub mod symbols;

@@ -11,7 +11,8 @@
 //!
 //! A session: the agent sends [`Message::Hello`], the server answers
 //! [`Message::Welcome`] (or [`Message::Error`] and closes). Modules are known by the SHA-256
-//! of their clean bitcode; a [`Message::Compile`] names them by hash, and the server answers
+//! of their clean bitcode as embedded (zstd-compressed, see `format`): the application
+//! hashes and sends those bytes without ever decompressing them; a [`Message::Compile`] names them by hash, and the server answers
 //! [`Message::NeedModules`] for any it does not hold, after which the agent sends them
 //! ([`Message::PutModule`]) and repeats the request. Every request carries an id that its
 //! answer repeats. Nothing in a request is an address of the agent's process: functions are
@@ -31,10 +32,21 @@ pub const MAX_PAYLOAD: u64 = (1 << 30) + (1 << 20);
 /// A SHA-256 hash (of a module's clean bitcode).
 pub type Hash = [u8; 32];
 
-/// A function: its module (by bitcode hash) and IR name.
+/// What identifies a compiler build, for the code cache's keys and the welcome's `drti`
+/// field: the drti version and the size and modification time of the compiler's
+/// executable. LLVM is linked into it statically, so a rebuilt drti or another LLVM is
+/// another identity. An agent computes it from the binary it would start, without starting
+/// it; a server reports its own (`/proc/self/exe`).
+pub fn compiler_identity(exe: &std::path::Path) -> std::io::Result<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(exe)?;
+    Ok(format!("drti {} ({} bytes, mtime {}.{:09})", env!("CARGO_PKG_VERSION"), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// A function: its module (by the hash of its embedded bitcode) and IR name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FnRef {
-    /// SHA-256 of the module's clean bitcode.
+    /// SHA-256 of the module's embedded (compressed) clean bitcode.
     pub module: Hash,
     /// IR name in that module.
     pub name: String,
@@ -43,7 +55,7 @@ pub struct FnRef {
 /// A module a compile uses, as the requesting process sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModuleUse {
-    /// SHA-256 of the module's clean bitcode.
+    /// SHA-256 of the module's embedded (compressed) clean bitcode.
     pub hash: Hash,
     /// Indices (into the module's global names, see [`Message::PutModule`]) of the globals
     /// that are null in this process (weak symbols nothing defines).
@@ -104,6 +116,8 @@ pub struct CompileRequest {
     /// Whether the requester's sampling countdown sits at a fixed offset from the thread
     /// pointer (else sampled sites call the sampler at every call).
     pub countdown_static: bool,
+    /// Tests only (`DRTI_TEST_JIT_FAIL`): the compile fails on purpose after optimising.
+    pub inject_failure: bool,
 }
 
 /// Milliseconds per phase of a compile, as `jit_abi::JitResult` reports them.
@@ -173,7 +187,7 @@ pub enum Message {
     Welcome {
         /// [`PROTOCOL_VERSION`] of the server.
         protocol: u32,
-        /// drti version of the server.
+        /// The server's build ([`compiler_identity`]): the agent keys cached code by it.
         drti: String,
         /// LLVM version it compiles with.
         llvm: String,
@@ -182,10 +196,12 @@ pub enum Message {
     },
     /// Agent: a module's clean bitcode.
     PutModule {
-        /// SHA-256 of `bitcode`; the server checks it.
+        /// SHA-256 of `compressed`; the server checks it.
         hash: Hash,
-        /// Raw (decompressed) clean bitcode.
-        bitcode: Vec<u8>,
+        /// The bitcode as embedded in the module (a zstd frame).
+        compressed: Vec<u8>,
+        /// Its size decompressed (the server allocates no more).
+        raw_size: u64,
         /// The module's global names in address-table order (the blob's global records).
         globals: Vec<String>,
     },
@@ -359,9 +375,10 @@ impl Message {
                 e.u32(*pid);
                 WELCOME
             }
-            Message::PutModule { hash, bitcode, globals } => {
+            Message::PutModule { hash, compressed, raw_size, globals } => {
                 e.hash(hash);
-                e.bytes(bitcode);
+                e.bytes(compressed);
+                e.u64(*raw_size);
                 e.u32(globals.len() as u32);
                 for g in globals {
                     e.bytes(g.as_bytes());
@@ -404,6 +421,7 @@ impl Message {
                     e.u32(p.site);
                 }
                 e.u32(r.countdown_static as u32);
+                e.u32(r.inject_failure as u32);
                 COMPILE
             }
             Message::NeedModules { id, hashes } => {
@@ -452,10 +470,14 @@ impl Message {
             WELCOME => Message::Welcome { protocol: d.u32("protocol")?, drti: d.text("drti version")?, llvm: d.text("llvm version")?, pid: d.u32("pid")? },
             PUT_MODULE => {
                 let hash = d.hash("module hash")?;
-                let bitcode = d.bytes("bitcode")?;
+                let compressed = d.bytes("bitcode")?;
+                let raw_size = d.u64("bitcode size")?;
+                if raw_size > crate::format::MAX_BITCODE_RAW {
+                    return malformed(format!("bitcode of {raw_size} bytes"));
+                }
                 let n = d.count("global names", 8)?;
                 let globals = (0..n).map(|_| d.text("global name")).collect::<Result<_, _>>()?;
-                Message::PutModule { hash, bitcode, globals }
+                Message::PutModule { hash, compressed, raw_size, globals }
             }
             COMPILE => {
                 let id = d.u64("id")?;
@@ -489,7 +511,8 @@ impl Message {
                     probes.push(ProbeReq { owner: d.owner("probe owner")?, ordinal: d.u32("ordinal")?, site: d.u32("site")? });
                 }
                 let countdown_static = d.u32("countdown flag")? != 0;
-                Message::Compile(CompileRequest { id, opt_level, modules, function, sites, probes, countdown_static })
+                let inject_failure = d.u32("failure flag")? != 0;
+                Message::Compile(CompileRequest { id, opt_level, modules, function, sites, probes, countdown_static, inject_failure })
             }
             NEED_MODULES => {
                 let id = d.u64("id")?;
@@ -572,7 +595,7 @@ mod tests {
         vec![
             Message::Hello { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), pid: 42 },
             Message::Welcome { protocol: PROTOCOL_VERSION, drti: "0.1.0".into(), llvm: "19.1.7".into(), pid: 7 },
-            Message::PutModule { hash: [3; 32], bitcode: vec![0x42, 0x43, 0xc0, 0xde], globals: vec!["run".into(), "a".into()] },
+            Message::PutModule { hash: [3; 32], compressed: vec![0x42, 0x43, 0xc0, 0xde], raw_size: 9, globals: vec!["run".into(), "a".into()] },
             Message::Compile(CompileRequest {
                 id: 9,
                 opt_level: 2,
@@ -585,6 +608,7 @@ mod tests {
                 ],
                 probes: vec![ProbeReq { owner: Some(f(2, "b")), ordinal: 1, site: 6 }],
                 countdown_static: true,
+                inject_failure: false,
             }),
             Message::NeedModules { id: 9, hashes: vec![[1; 32], [2; 32]] },
             Message::Compiled(CompileResult {

@@ -252,14 +252,23 @@ impl<'a> Blob<'a> {
     /// Decompresses the bitcode and checks its size and hash against the header.
     pub fn bitcode(&self) -> Result<Vec<u8>, Error> {
         let h = &self.header;
-        let raw = zstd::bulk::decompress(self.bitcode_compressed(), h.bitcode_raw_size as usize)
-            .map_err(|e| Error::Bitcode(e.to_string()))?;
-        if raw.len() as u64 != h.bitcode_raw_size {
-            return Err(Error::Bitcode(format!("{} bytes, header says {}", raw.len(), h.bitcode_raw_size)));
-        }
+        let raw = decompress_bitcode(self.bitcode_compressed(), h.bitcode_raw_size)?;
         if fnv1a(&raw) != h.bitcode_hash {
             return Err(Error::Bitcode("hash mismatch".into()));
         }
         Ok(raw)
     }
+}
+
+/// Decompresses embedded bitcode (a zstd frame) of `raw_size` bytes, allocating no more
+/// than that (at most `format::MAX_BITCODE_RAW`).
+pub fn decompress_bitcode(compressed: &[u8], raw_size: u64) -> Result<Vec<u8>, Error> {
+    if raw_size > crate::format::MAX_BITCODE_RAW {
+        return Err(Error::Bitcode(format!("{raw_size} bytes is more than any module's bitcode")));
+    }
+    let raw = zstd::bulk::decompress(compressed, raw_size as usize).map_err(|e| Error::Bitcode(e.to_string()))?;
+    if raw.len() as u64 != raw_size {
+        return Err(Error::Bitcode(format!("{} bytes, header says {raw_size}", raw.len())));
+    }
+    Ok(raw)
 }

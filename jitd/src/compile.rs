@@ -129,7 +129,7 @@ impl Compiler for JitCompiler {
             count_fn: if sampled { stand_in(SAMPLER, 0, 1) } else { 0 },
             countdown_offset: if req.countdown_static { stand_in(SAMPLER, 0, 2) as i64 } else { 0 },
             countdown_static: req.countdown_static as u32,
-            inject_failure: 0,
+            inject_failure: req.inject_failure as u32,
         };
         // SAFETY: every pointer of the request points into `mods`, `tables`, `targets`,
         // `sites`, `probes` or `req`, all alive until the call returns; stand-in addresses

@@ -10,9 +10,11 @@ const HELP: &str = "\
 drti-jitd — compiles for the drti agent, outside the application
 
 Usage:
-  drti-jitd --stdin        serve the one session whose socket is standard input (how the
+  drti-jitd --stdin [--for PID]
+                           serve the one session whose socket is standard input (how the
                            agent starts a private compiler: it detaches, closes every other
-                           inherited file descriptor, and ends when the session does)
+                           inherited file descriptor, and ends when the session does;
+                           --for names the application's process id, for ps)
   drti-jitd --listen PATH  serve every agent of this user that connects to the Unix socket
                            PATH (created with mode 0600; agents use DRTI_JIT_SERVER=PATH)
   drti-jitd --version | --help
@@ -27,7 +29,8 @@ unsafe extern "C" fn log(_level: u32, msg: *const u8, len: usize) {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["--stdin"] => stdin_session(),
+        // `--for PID` only names the application served (for ps and for tests).
+        ["--stdin"] | ["--stdin", "--for", _] => stdin_session(),
         ["--listen", path] => listen(path),
         ["--version"] => {
             println!("drti-jitd {}", env!("CARGO_PKG_VERSION"));

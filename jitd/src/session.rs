@@ -9,7 +9,8 @@ use std::io::{Read, Write};
 pub fn serve<S: Read + Write>(stream: &mut S, store: &Store, compiler: &dyn Compiler) -> Option<String> {
     match Message::read_from(stream) {
         Ok(Some(Message::Hello { protocol, .. })) if protocol == PROTOCOL_VERSION => {
-            let welcome = Message::Welcome { protocol: PROTOCOL_VERSION, drti: env!("CARGO_PKG_VERSION").into(), llvm: compiler.llvm_version(), pid: std::process::id() };
+            let drti = std::env::current_exe().and_then(|exe| bitcode_embed::protocol::compiler_identity(&exe)).unwrap_or_else(|_| format!("drti {}", env!("CARGO_PKG_VERSION")));
+            let welcome = Message::Welcome { protocol: PROTOCOL_VERSION, drti, llvm: compiler.llvm_version(), pid: std::process::id() };
             if let Err(e) = welcome.write_to(stream) {
                 return Some(format!("cannot answer the hello: {e}"));
             }
@@ -31,7 +32,7 @@ pub fn serve<S: Read + Write>(stream: &mut S, store: &Store, compiler: &dyn Comp
             Err(e) => return Some(e.to_string()),
         };
         let reply = match m {
-            Message::PutModule { hash, bitcode, globals } => match store.put(hash, bitcode, globals) {
+            Message::PutModule { hash, compressed, raw_size, globals } => match store.put(hash, &compressed, raw_size, globals) {
                 Ok(()) => continue,
                 Err(e) => return refuse(stream, &e),
             },
@@ -97,7 +98,8 @@ mod tests {
     #[test]
     fn a_compile_asks_for_missing_modules_then_compiles() {
         let bitcode = b"module".to_vec();
-        let hash = drti_cache::key::sha256(&bitcode);
+        let compressed = zstd::bulk::compress(&bitcode, 3).unwrap();
+        let hash = drti_cache::key::sha256(&compressed);
         let req = CompileRequest {
             id: 4,
             opt_level: 2,
@@ -106,8 +108,9 @@ mod tests {
             sites: vec![],
             probes: vec![],
             countdown_static: false,
+            inject_failure: false,
         };
-        let put = Message::PutModule { hash, bitcode: bitcode.clone(), globals: vec!["f".into()] };
+        let put = Message::PutModule { hash, compressed, raw_size: bitcode.len() as u64, globals: vec!["f".into()] };
         let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::Compile(req.clone()), put, Message::Compile(req)]);
         assert_eq!(end, None);
         assert!(matches!(&got[0], Message::Welcome { llvm, .. } if llvm == "test"));
@@ -120,7 +123,7 @@ mod tests {
         let (got, end) = exchange(vec![hello(PROTOCOL_VERSION + 1)]);
         assert!(matches!(&got[..], [Message::Error { text }] if text.contains("not spoken")));
         assert!(end.unwrap().contains("not spoken"));
-        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::PutModule { hash: [0; 32], bitcode: b"x".to_vec(), globals: vec![] }]);
+        let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::PutModule { hash: [0; 32], compressed: b"x".to_vec(), raw_size: 1, globals: vec![] }]);
         assert!(matches!(&got[1], Message::Error { text } if text.contains("hash")));
         assert!(end.is_some());
         let (got, _) = exchange(vec![Message::Error { text: "hi".into() }]);

@@ -44,11 +44,13 @@ impl Store {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds a module after checking its hash; Err says why it was refused.
-    pub fn put(&self, hash: Hash, bitcode: Vec<u8>, globals: Vec<String>) -> Result<(), String> {
-        if drti_cache::key::sha256(&bitcode) != hash {
+    /// Adds a module (its embedded, compressed bitcode) after checking its hash and
+    /// decompressing it; Err says why it was refused.
+    pub fn put(&self, hash: Hash, compressed: &[u8], raw_size: u64, globals: Vec<String>) -> Result<(), String> {
+        if drti_cache::key::sha256(compressed) != hash {
             return Err("module bitcode does not match its hash".into());
         }
+        let bitcode = bitcode_embed::reader::decompress_bitcode(compressed, raw_size).map_err(|e| format!("module bitcode: {e}"))?;
         let mut s = self.lock();
         s.clock += 1;
         let now = s.clock;
@@ -97,29 +99,32 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn module(fill: u8, len: usize) -> (Hash, Vec<u8>) {
-        let b = vec![fill; len];
-        (drti_cache::key::sha256(&b), b)
+    /// (hash, compressed bytes, raw size) of `len` bytes of `fill`.
+    fn module(fill: u8, len: usize) -> (Hash, Vec<u8>, u64) {
+        let b = zstd::bulk::compress(&vec![fill; len], 3).unwrap();
+        (drti_cache::key::sha256(&b), b, len as u64)
     }
 
     #[test]
     fn modules_are_checked_kept_and_bounded() {
         let store = Store::new(250);
-        let (ha, a) = module(1, 100);
-        let (hb, b) = module(2, 100);
-        let (hc, c) = module(3, 100);
-        assert!(store.put(ha, b.clone(), vec![]).unwrap_err().contains("hash"));
-        store.put(ha, a, vec![]).unwrap();
-        store.put(hb, b, vec![]).unwrap();
+        let (ha, a, na) = module(1, 100);
+        let (hb, b, nb) = module(2, 100);
+        let (hc, c, nc) = module(3, 100);
+        assert!(store.put(ha, &b, nb, vec![]).unwrap_err().contains("hash"));
+        assert!(store.put(ha, &a, na + 1, vec![]).unwrap_err().contains("bitcode"), "a wrong size is refused");
+        assert!(store.put(ha, &a, 1 << 40, vec![]).unwrap_err().contains("bitcode"), "a huge size is refused before allocating");
+        store.put(ha, &a, na, vec![]).unwrap();
+        store.put(hb, &b, nb, vec![]).unwrap();
         assert_eq!(store.missing([ha, hb, hc, hc]), vec![hc]);
         // Using a makes b the least recently used: adding c evicts b.
         assert!(store.get(&ha).is_some());
-        store.put(hc, c, vec![]).unwrap();
+        store.put(hc, &c, nc, vec![]).unwrap();
         assert_eq!(store.missing([ha, hb, hc]), vec![hb]);
         assert_eq!(store.bytes(), 200);
         // A module over the bound alone is kept.
-        let (hbig, big) = module(4, 1000);
-        store.put(hbig, big, vec![]).unwrap();
+        let (hbig, big, nbig) = module(4, 1000);
+        store.put(hbig, &big, nbig, vec![]).unwrap();
         assert_eq!(store.missing([hbig]), Vec::<Hash>::new());
     }
 }

@@ -37,7 +37,8 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
         println!("skip: clang-19 is not installed");
         return;
     };
-    let hash = drti_cache::key::sha256(&bc);
+    let compressed = zstd::bulk::compress(&bc, 3).unwrap();
+    let hash = drti_cache::key::sha256(&compressed);
     let globals = vec!["twice".to_string(), "apply".to_string()];
     let f = |name: &str| FnRef { module: hash, name: name.into() };
     let req = CompileRequest {
@@ -48,11 +49,12 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
         sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
         probes: vec![],
         countdown_static: false,
+        inject_failure: false,
     };
     let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
     let conn = ep.open(None).expect("start drti-jitd");
     let mut session = Session::open(conn.stream, Duration::from_secs(30)).expect("session");
-    let data = ModuleData { bitcode: Arc::new(bc.clone()), globals: Arc::new(globals.clone()) };
+    let data = ModuleData { compressed: Arc::new(compressed), raw_size: bc.len() as u64, globals: Arc::new(globals.clone()) };
     let mut asked = 0;
     let res = session
         .compile(

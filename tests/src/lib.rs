@@ -48,13 +48,24 @@ pub fn build_demos(out: &Path, drti: bool, flags: &[&str]) {
     assert!(st.status.success(), "demo/build.sh {cc} {flags:?} failed:\n{}", String::from_utf8_lossy(&st.stderr));
 }
 
-/// Removes every `DRTI_*` variable and `LD_PRELOAD` the test process inherited.
+/// Removes every `DRTI_*` variable and `LD_PRELOAD` the test process inherited, and gives
+/// the command a code cache of its own (empty), so every run compiles as the first run of
+/// a program does and no test sees another's code (tests of the cache set
+/// `DRTI_CACHE_DIR` themselves).
 pub fn clean_env(cmd: &mut Command) {
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("DRTI_") || k == "LD_PRELOAD") {
             cmd.env_remove(k);
         }
     }
+    cmd.env("DRTI_CACHE_DIR", private_cache());
+}
+
+/// A fresh, unique cache directory under target/e2e/caches.
+pub fn private_cache() -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    repo().join("target/e2e/caches").join(format!("{}-{n}", std::process::id()))
 }
 
 /// `prog args` in `dir` with a clean drti environment, plus the agent and `agent_env` when

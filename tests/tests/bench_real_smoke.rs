@@ -14,7 +14,7 @@ fn bench_real_quick_lua_prints_the_table_and_outputs_match() {
     tool("drti-cc");
     tool("drti-c++");
     agent();
-    tool("libdrti_jit.so");
+    tool("drti-jitd");
     for t in ["clang-19", "clang++-19", "llvm-profdata-19", "python3", "make"] {
         if Command::new("sh").arg("-c").arg(format!("command -v {t}")).output().map_or(true, |o| !o.status.success()) {
             println!("skip: {t} not found");

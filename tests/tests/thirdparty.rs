@@ -14,7 +14,7 @@ fn zlib_builds_with_drti_cc_and_passes_its_tests_under_the_agent() {
     tool("drti-cc");
     tool("drti");
     agent();
-    tool("libdrti_jit.so");
+    tool("drti-jitd");
     let start = Instant::now();
     let out = Command::new("bash")
         .arg(repo().join("scripts/thirdparty.sh"))

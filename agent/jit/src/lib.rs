@@ -13,7 +13,8 @@
 //! inlines (the agent bounds the depth). Unguarded sites named by the request keep
 //! sampling ([`probe`]).
 //! The time of each phase goes back in the result. Everything the JIT or LLVM has to
-//! say goes to the agent's log ([`report`]); `/tmp/perf-<pid>.map` is [`perf_map`]'s.
+//! say goes to the caller's log ([`report`]). The perf map is the agent's (it links the
+//! code).
 
 pub mod bind;
 pub mod cache;
@@ -21,7 +22,6 @@ pub mod checks;
 pub mod guard;
 pub mod object;
 pub mod orc;
-pub mod perf_map;
 pub mod pipeline;
 pub mod probe;
 pub mod report;
@@ -32,7 +32,7 @@ use drti_instrument::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 static SESSION: Mutex<Option<orc::Session>> = Mutex::new(None);
@@ -40,7 +40,6 @@ static SESSION: Mutex<Option<orc::Session>> = Mutex::new(None);
 static CACHE: Mutex<Option<cache::Cache>> = Mutex::new(None);
 static TRACKERS: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(1);
-static PERF_MAP: AtomicBool = AtomicBool::new(false);
 
 /// Why a compile did not produce code.
 enum Failure {
@@ -77,11 +76,10 @@ pub extern "C" fn drti_jit_abi_version() -> u32 {
 /// `err` must be null or point at a writable `JitResult`; `log`, if given, must be
 /// callable from any thread for the life of the process.
 #[no_mangle]
-pub unsafe extern "C" fn drti_jit_init(flags: u32, log: Option<LogFn>, err: *mut JitResult) -> i32 {
+pub unsafe extern "C" fn drti_jit_init(_flags: u32, log: Option<LogFn>, err: *mut JitResult) -> i32 {
     report::set_log(log);
     report::install_fatal_handler();
     report::install_panic_hook();
-    PERF_MAP.store(flags & JIT_INIT_PERF_MAP != 0, Ordering::Relaxed);
     let made = report::in_jit(|| std::panic::catch_unwind(orc::Session::new)).unwrap_or_else(|_| Err("panic while creating the JIT".into()));
     match made {
         Ok(s) => {
@@ -506,10 +504,6 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
     }
     let size = orc::code_size(&plus);
     TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
-    if PERF_MAP.load(Ordering::Relaxed) {
-        let inlined: Vec<&str> = plan.sites.iter().flat_map(|s| s.targets.iter().map(|t| t.2.as_str())).collect();
-        perf_map::append(addr, size, &format!("drti:{}+[{}]", plan.function, inlined.join(",")));
-    }
     Ok((addr, size, n))
 }
 

@@ -25,12 +25,14 @@ impl std::fmt::Display for SessionError {
     }
 }
 
-/// What the server needs of a module: its clean bitcode and its global names in
-/// address-table order.
+/// What the server needs of a module: its clean bitcode as embedded and its global names
+/// in address-table order.
 #[derive(Clone)]
 pub struct ModuleData {
-    /// Raw clean bitcode.
-    pub bitcode: std::sync::Arc<Vec<u8>>,
+    /// The embedded (compressed) clean bitcode.
+    pub compressed: std::sync::Arc<Vec<u8>>,
+    /// Its size decompressed.
+    pub raw_size: u64,
     /// Global names, address-table order.
     pub globals: std::sync::Arc<Vec<String>>,
 }
@@ -42,6 +44,8 @@ pub struct Session {
     pub server_pid: u32,
     /// The LLVM version it compiles with.
     pub llvm: String,
+    /// Who it is (`protocol::compiler_identity`), from its welcome.
+    pub identity: String,
 }
 
 fn wire(e: WireError) -> SessionError {
@@ -55,12 +59,13 @@ fn wire(e: WireError) -> SessionError {
 impl Session {
     /// Greets the server on `stream`; it must welcome this protocol version within `timeout`.
     pub fn open(stream: UnixStream, timeout: Duration) -> Result<Session, SessionError> {
-        let mut s = Session { stream, server_pid: 0, llvm: String::new() };
+        let mut s = Session { stream, server_pid: 0, llvm: String::new(), identity: String::new() };
         s.send(&Message::Hello { protocol: PROTOCOL_VERSION, drti: env!("CARGO_PKG_VERSION").into(), pid: std::process::id() })?;
         match s.receive(Instant::now() + timeout)? {
-            Message::Welcome { protocol, pid, llvm, .. } if protocol == PROTOCOL_VERSION => {
+            Message::Welcome { protocol, pid, llvm, drti } if protocol == PROTOCOL_VERSION => {
                 s.server_pid = pid;
                 s.llvm = llvm;
+                s.identity = drti;
                 Ok(s)
             }
             Message::Welcome { protocol, .. } => Err(SessionError::Protocol(format!("server speaks protocol {protocol}, the agent {PROTOCOL_VERSION}"))),
@@ -83,7 +88,7 @@ impl Session {
     }
 
     /// Compiles `req`, sending the modules the server asks for (`module_of` gives a
-    /// module's clean bitcode and global names by hash); the whole exchange ends within
+    /// module's embedded bitcode and global names by hash); the whole exchange ends within
     /// `timeout`.
     pub fn compile(&mut self, req: &CompileRequest, module_of: &mut dyn FnMut(&Hash) -> Option<ModuleData>, timeout: Duration) -> Result<CompileResult, SessionError> {
         let deadline = Instant::now() + timeout;
@@ -100,7 +105,7 @@ impl Session {
                         let Some(m) = module_of(h) else {
                             return Err(SessionError::Protocol("the server asked for a module this process does not have".into()));
                         };
-                        self.send(&Message::PutModule { hash: *h, bitcode: m.bitcode.to_vec(), globals: m.globals.to_vec() })?;
+                        self.send(&Message::PutModule { hash: *h, compressed: m.compressed.to_vec(), raw_size: m.raw_size, globals: m.globals.to_vec() })?;
                     }
                     self.send(&Message::Compile(req.clone()))?;
                 }

@@ -6,7 +6,6 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// Name of the compiler binary, installed next to `libdrti_agent.so`.
 pub const PROGRAM: &str = "drti-jitd";
@@ -32,6 +31,15 @@ pub struct Connection {
     pub stream: UnixStream,
     /// True for a private server (the agent may kill it when it stops answering).
     pub spawned: bool,
+    /// The process started (it detaches and exits within milliseconds): reap it with
+    /// [`reap`] so it leaves no zombie. Nothing waits for it here.
+    pub starter: Option<std::process::Child>,
+}
+
+/// Reaps the started processes that have exited; keeps the others.
+pub fn reap(children: &mut Vec<std::process::Child>) {
+    // An error is ECHILD: the application reaped it (a SIGCHLD handler waiting for any child).
+    children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
 }
 
 impl Endpoint {
@@ -53,8 +61,8 @@ impl Endpoint {
     /// descriptor) as its standard error, or none.
     pub fn open(&self, stderr: Option<OwnedFd>) -> Result<Connection, String> {
         match self {
-            Endpoint::Spawn { program } => spawn(program, stderr).map(|stream| Connection { stream, spawned: true }),
-            Endpoint::Connect { socket } => connect(socket).map(|stream| Connection { stream, spawned: false }),
+            Endpoint::Spawn { program } => spawn(program, stderr).map(|(stream, child)| Connection { stream, spawned: true, starter: Some(child) }),
+            Endpoint::Connect { socket } => connect(socket).map(|stream| Connection { stream, spawned: false, starter: None }),
         }
     }
 }
@@ -62,10 +70,10 @@ impl Endpoint {
 /// Starts `program --stdin` with one end of a socket pair as its standard input. No
 /// `pre_exec`, so the standard library uses `posix_spawn` and none of the application's
 /// `pthread_atfork` handlers run; the server closes what else it inherited itself.
-fn spawn(program: &Path, stderr: Option<OwnedFd>) -> Result<UnixStream, String> {
+fn spawn(program: &Path, stderr: Option<OwnedFd>) -> Result<(UnixStream, std::process::Child), String> {
     let (ours, theirs) = UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
     let mut cmd = Command::new(program);
-    cmd.arg("--stdin")
+    cmd.args(["--stdin", "--for", &std::process::id().to_string()])
         .stdin(Stdio::from(OwnedFd::from(theirs)))
         .stdout(Stdio::null())
         .stderr(stderr.map(Stdio::from).unwrap_or_else(Stdio::null))
@@ -73,20 +81,8 @@ fn spawn(program: &Path, stderr: Option<OwnedFd>) -> Result<UnixStream, String> 
         .process_group(0)
         // The compiler must not load the agent (or anything else the program preloads).
         .env_remove("LD_PRELOAD");
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
-    // The server detaches at once; reap the process started here so it leaves no zombie.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) => break,
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(1)),
-            // Not detached: it still serves; the process is reaped by whoever waits last.
-            Ok(None) => break,
-            // ECHILD: the application reaped it (a SIGCHLD handler waiting for any child).
-            Err(_) => break,
-        }
-    }
-    Ok(ours)
+    let child = cmd.spawn().map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+    Ok((ours, child))
 }
 
 /// Connects to a shared server, which must run as this process's effective user.

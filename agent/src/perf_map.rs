@@ -1,4 +1,5 @@
-//! `/tmp/perf-<pid>.map`, perf's symbol file for JIT code (`DRTI_PERF_MAP=1`).
+//! `/tmp/perf-<pid>.map`, perf's symbol file for JIT code (`DRTI_PERF_MAP=1`), written by
+//! the agent as it links each compiled object.
 //!
 //! /tmp is shared: someone else may have planted the name first (a symlink to a file of
 //! ours, a file of theirs). The map is opened once, without following a symlink, and
@@ -58,7 +59,7 @@ pub fn append(addr: u64, size: u64, name: &str) {
         *state = match open(&path) {
             Ok(f) => State::Open(pid, f),
             Err(why) => {
-                crate::report::log(bitcode_embed::jit_abi::JIT_LOG_WARN, &format!("perf map not written: {why}"));
+                tracing::warn!("perf map not written: {why}");
                 State::Refused(pid)
             }
         };
