@@ -188,6 +188,10 @@ pub struct FunctionRecord {
 /// [`FunctionRecord::profiled`] of a function without a profiled entry.
 pub const NO_PROFILED: u32 = u32::MAX;
 
+/// Suffix of a profiled twin's symbol name: F.prof is `<F>.drti.prof` (named so by the
+/// decorator; `drti inspect` finds the twin's code size by it).
+pub const PROFILED_SUFFIX: &str = ".drti.prof";
+
 /// [`FunctionRecord::slot`] of a function without a redirect slot.
 pub const NO_SLOT: u32 = u32::MAX;
 

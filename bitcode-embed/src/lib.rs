@@ -1,5 +1,7 @@
 //! drti's metadata ABI, shared by the instrumenter (which writes it into every decorated
 //! object file) and the agent (which reads it from process memory). No LLVM here.
+//! Depends on no other drti crate; it is all that the agent and the compiler process
+//! (`drti-jitd`) share.
 //!
 //! * [`format`] — the records, constants and the note that locates them;
 //! * [`writer`] — builds the read-only blob;

@@ -2,6 +2,8 @@
 //! everything that determines it (module bitcode hash, compile plan, drti and LLVM
 //! versions, CPU features), so a second run of a program, or another process running the
 //! same code, patches from the cache instead of compiling.
+//! Depends on no other drti crate and not on LLVM (the agent, `drti-jitd` and the `drti`
+//! tool may all use it).
 //!
 //! Layout: `<dir>/v1/<2 hex>/<64 hex>.entry`, one file per key ([`entry`] format: header,
 //! key, length and SHA-256 of the payload, payload). Many processes share a directory

@@ -21,7 +21,7 @@
 // Raw LLVM handles come from the live module being decorated (see `ir`).
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use crate::ir;
+use drti_llvm_ir::ir;
 use bitcode_embed::format::*;
 use bitcode_embed::BlobWriter;
 use llvm_sys::core::*;
@@ -50,9 +50,6 @@ pub struct Stats {
 }
 
 const PROFILE_HELPER: &str = "__drti_profile";
-
-/// Suffix of a profiled twin's name.
-pub const PROFILED_SUFFIX: &str = ".drti.prof";
 
 extern "C" {
     /// `clone.cpp`: an internal copy of function `f` named `name` in `f`'s module (with a
@@ -184,7 +181,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
     let addrs = b.address_table(&slots);
     let note = b.note(blob_g, addrs, runtime);
     b.append_used(note);
-    verify(m)?;
+    ir::verify(m).map_err(|e| format!("decorated module does not verify: {e}"))?;
     Ok(stats)
 }
 
@@ -338,19 +335,6 @@ pub fn run_passes(m: LLVMModuleRef, pipeline: &str) -> Result<(), String> {
         } else {
             Err(ir::take_message(llvm_sys::error::LLVMGetErrorMessage(err)))
         }
-    }
-}
-
-/// Runs the IR verifier.
-pub fn verify(m: LLVMModuleRef) -> Result<(), String> {
-    let mut msg = std::ptr::null_mut();
-    // SAFETY: `m` is live; the message is freed by take_message.
-    let bad = unsafe { llvm_sys::analysis::LLVMVerifyModule(m, llvm_sys::analysis::LLVMVerifierFailureAction::LLVMReturnStatusAction, &mut msg) };
-    let text = ir::take_message(msg);
-    if bad != 0 {
-        Err(format!("decorated module does not verify: {text}"))
-    } else {
-        Ok(())
     }
 }
 

@@ -1,12 +1,9 @@
-//! drti build time: the decoration pass, the compiler-driver wrapper and the inspection
-//! tool. The JIT reuses [`ir`] and [`module`] so that both sides agree on what a call site is.
+//! drti build time: the decoration pass and the compiler wrappers drti-cc / drti-c++
+//! (clang-19 drop-ins). Depends on `bitcode-embed` (the metadata it writes),
+//! `drti-llvm-ir` (the LLVM helpers it shares with the JIT) and LLVM; the `drti` tool is
+//! in `tools/`, and nothing at run time (agent, JIT, jitd) depends on this crate.
 
-pub mod cache_cmd;
 pub mod decorate;
 pub mod driver;
-pub mod graph;
 pub mod help;
-pub mod inspect;
-pub mod ir;
 pub mod module;
-pub mod report;

@@ -1,6 +1,6 @@
 //! Owning handles for an LLVM context and a module parsed from bitcode.
 
-use crate::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 

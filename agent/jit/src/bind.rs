@@ -20,7 +20,7 @@
 // Raw LLVM handles passed in come from live modules and sessions of this crate.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use drti_instrument::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use std::collections::HashMap;

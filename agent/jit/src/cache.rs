@@ -32,7 +32,7 @@ pub unsafe fn materialize(f: LLVMValueRef) -> Result<(), String> {
     // SAFETY: `f` is a live function of a module of this cache; `err` receives a message
     // we own on failure.
     if unsafe { drti_materialize(f, &mut err) } != 0 {
-        return Err(format!("loading a function's bitcode: {}", drti_instrument::ir::take_message(err)));
+        return Err(format!("loading a function's bitcode: {}", drti_llvm_ir::ir::take_message(err)));
     }
     Ok(())
 }
@@ -58,7 +58,7 @@ pub unsafe fn extract(src: LLVMModuleRef, fns: &[LLVMValueRef]) -> Result<LLVMMo
     // caller, or null with a message we own.
     let m = unsafe { drti_extract(src, fns.as_ptr(), fns.len() as u32, &mut err) };
     if m.is_null() {
-        return Err(drti_instrument::ir::take_message(err));
+        return Err(drti_llvm_ir::ir::take_message(err));
     }
     Ok(m)
 }
@@ -133,7 +133,7 @@ impl Cache {
         if unsafe { drti_materialize_metadata(module, &mut err) } != 0 {
             // SAFETY: the module is ours and unused.
             unsafe { LLVMDisposeModule(module) };
-            return Err(format!("embedded bitcode: {}", drti_instrument::ir::take_message(err)));
+            return Err(format!("embedded bitcode: {}", drti_llvm_ir::ir::take_message(err)));
         }
         self.entries.push(Entry { module, start, len: bitcode.len(), last_used: clock });
         Ok(module)

@@ -8,7 +8,7 @@
 //! PC-relatively, which cannot reach the program from JIT memory). Other inline assembly
 //! is compiled like any code.
 
-use drti_instrument::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use llvm_sys::LLVMOpcode;

@@ -24,7 +24,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use crate::bind::address_constant;
-use drti_instrument::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 

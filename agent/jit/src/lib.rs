@@ -28,7 +28,7 @@ pub mod report;
 pub mod symbolic;
 
 use bitcode_embed::jit_abi::*;
-use drti_instrument::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::core::*;
 use llvm_sys::prelude::*;
 use std::collections::HashMap;
@@ -474,7 +474,7 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
         }
         symbolic::rewrite(main.0, &by_addr)?;
     }
-    drti_instrument::decorate::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
+    drti_llvm_ir::ir::verify(main.0).map_err(|e| format!("F+ does not verify: {e}"))?;
     phases.bind += bind_started.elapsed().as_secs_f64() * 1e3;
     timed(&mut phases.optimise, || pipeline::optimise(main.0, plan.opt_level));
 

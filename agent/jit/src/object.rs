@@ -23,7 +23,7 @@ pub fn emit(m: LLVMModuleRef) -> Result<Vec<u8>, String> {
         let mut target = std::ptr::null_mut();
         let mut err = std::ptr::null_mut();
         let result = if LLVMGetTargetFromTriple(triple, &mut target, &mut err) != 0 {
-            Err(format!("no target for this host: {}", drti_instrument::ir::take_message(err)))
+            Err(format!("no target for this host: {}", drti_llvm_ir::ir::take_message(err)))
         } else {
             // CPU and features come from each function's attributes (F's own, as clang set them).
             let tm = LLVMCreateTargetMachine(
@@ -38,7 +38,7 @@ pub fn emit(m: LLVMModuleRef) -> Result<Vec<u8>, String> {
             if tm.is_null() {
                 Err("cannot create a target machine for this host".into())
             } else {
-                if drti_instrument::ir::module_triple(m).is_empty() {
+                if drti_llvm_ir::ir::module_triple(m).is_empty() {
                     LLVMSetTarget(m, triple);
                 }
                 let layout = LLVMCreateTargetDataLayout(tm);
@@ -48,7 +48,7 @@ pub fn emit(m: LLVMModuleRef) -> Result<Vec<u8>, String> {
                 let mut msg = std::ptr::null_mut();
                 let failed = LLVMTargetMachineEmitToMemoryBuffer(tm, m, LLVMCodeGenFileType::LLVMObjectFile, &mut msg, &mut buf);
                 let r = if failed != 0 {
-                    Err(format!("code generation failed: {}", drti_instrument::ir::take_message(msg)))
+                    Err(format!("code generation failed: {}", drti_llvm_ir::ir::take_message(msg)))
                 } else {
                     let bytes = std::slice::from_raw_parts(LLVMGetBufferStart(buf) as *const u8, LLVMGetBufferSize(buf)).to_vec();
                     LLVMDisposeMemoryBuffer(buf);

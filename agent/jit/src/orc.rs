@@ -36,7 +36,7 @@ static SIZES: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
 
 fn error_text(err: LLVMErrorRef) -> String {
     // SAFETY: `err` is a live error, consumed by LLVMGetErrorMessage; the message is freed.
-    unsafe { drti_instrument::ir::take_message(LLVMGetErrorMessage(err)) }
+    unsafe { drti_llvm_ir::ir::take_message(LLVMGetErrorMessage(err)) }
 }
 
 extern "C" fn object_linking_layer(_ctx: *mut libc::c_void, es: LLVMOrcExecutionSessionRef, _triple: *const libc::c_char) -> LLVMOrcObjectLayerRef {
@@ -135,7 +135,7 @@ fn host_machine_builder() -> Option<LLVMOrcJITTargetMachineBuilderRef> {
         let mut target = std::ptr::null_mut();
         let mut err = std::ptr::null_mut();
         if LLVMGetTargetFromTriple(triple, &mut target, &mut err) != 0 {
-            drti_instrument::ir::take_message(err);
+            drti_llvm_ir::ir::take_message(err);
             llvm_sys::core::LLVMDisposeMessage(triple);
             return None;
         }

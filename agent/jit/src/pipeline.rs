@@ -11,7 +11,7 @@
 // Raw LLVM handles passed in come from live modules of this crate.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
-use drti_instrument::ir;
+use drti_llvm_ir::ir;
 use llvm_sys::prelude::*;
 
 /// Instructions (over all defined functions of the module) above which SLP vectorisation

@@ -103,7 +103,7 @@ extern "C" fn diagnostic_handler(di: llvm_sys::prelude::LLVMDiagnosticInfoRef, _
     use llvm_sys::LLVMDiagnosticSeverity::*;
     // SAFETY: `di` is live for the call; the description is ours to free.
     let (severity, text) = unsafe {
-        (llvm_sys::core::LLVMGetDiagInfoSeverity(di), drti_instrument::ir::take_message(llvm_sys::core::LLVMGetDiagInfoDescription(di)))
+        (llvm_sys::core::LLVMGetDiagInfoSeverity(di), drti_llvm_ir::ir::take_message(llvm_sys::core::LLVMGetDiagInfoDescription(di)))
     };
     // LLVM's warnings and remarks are about the program's code (a transformation it
     // asked for and LLVM did not do), not about drti: information, not warnings. Errors

@@ -39,7 +39,7 @@ fn module_json(blob: &Blob, sizes: &std::collections::HashMap<String, (u64, u64)
             let name = blob.function_name(i as u32);
             // The profiled twin F.prof: its address-table slot and the size of its code.
             let profiled = (f.profiled != NO_PROFILED).then_some(f.profiled);
-            let twin = format!("{name}{}", crate::decorate::PROFILED_SUFFIX);
+            let twin = format!("{name}{PROFILED_SUFFIX}");
             json!({"name": name, "sites": f.n_sites, "flags": function_flags(f.flags),
                    "size": sizes.get(name).map(|s| s.1), "profiled_entry": profiled,
                    "profiled_size": profiled.and_then(|_| sizes.get(&twin).map(|s| s.1))})

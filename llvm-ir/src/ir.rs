@@ -291,6 +291,19 @@ pub fn take_message(msg: *mut std::ffi::c_char) -> String {
     }
 }
 
+/// Runs the IR verifier over `m`; the error is the verifier's report (the caller says
+/// which module it was).
+pub fn verify(m: LLVMModuleRef) -> Result<(), String> {
+    let mut msg = std::ptr::null_mut();
+    // SAFETY: `m` is live; the message is freed by take_message.
+    let bad = unsafe { llvm_sys::analysis::LLVMVerifyModule(m, llvm_sys::analysis::LLVMVerifierFailureAction::LLVMReturnStatusAction, &mut msg) };
+    let text = take_message(msg);
+    if bad != 0 {
+        Err(text)
+    } else {
+        Ok(())
+    }
+}
 
 /// The target triple of module `m` ("" when it has none).
 pub fn module_triple(m: LLVMModuleRef) -> String {

@@ -1,5 +1,5 @@
 //! `drti`: inspect decorated binaries, read agent dumps, manage the code cache.
-use drti_instrument::{cache_cmd, help, inspect, report};
+use drti_tools::{cache_cmd, help, inspect, report};
 
 fn main() {
     // `drti inspect FILE | head` ends like any Unix tool: quietly, by SIGPIPE, when the
