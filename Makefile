@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 REL := target/release
 
-.PHONY: all setup build demo test bench bench-real install clean
+.PHONY: all setup build demo test bench bench-real bench-memory install clean
 
 all: build
 
@@ -30,11 +30,15 @@ bench: build
 bench-real: build
 	@bash scripts/bench-real.sh
 
+# Peak RSS of the application with the compiler outside it, and cache-hit latency.
+bench-memory: build
+	@bash scripts/bench-memory.sh
+
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
 	install -m 755 $(REL)/drti-cc $(REL)/drti $(DESTDIR)$(PREFIX)/bin/
 	ln -sf drti-cc $(DESTDIR)$(PREFIX)/bin/drti-c++
-	install -m 755 $(REL)/libdrti_agent.so $(REL)/libdrti_jit.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(REL)/libdrti_agent.so $(REL)/drti-jitd $(DESTDIR)$(PREFIX)/lib/
 
 clean:
 	$(CARGO) clean

@@ -134,6 +134,8 @@ fn run() {
     if jit {
         let t = Instant::now();
         let patcher = crate::patch::Patcher::new().map_err(|e| e.to_string());
+        // Measured once (it starts a thread): ahead of the first compile, not during it.
+        let _ = profile::jit_countdown_offset();
         tracing::debug!(ms = t.elapsed().as_secs_f64() * 1e3, "patcher ready");
         if let Some(mut agent) = state::lock() {
             if let Err(e) = &patcher {
@@ -141,6 +143,8 @@ fn run() {
             }
             agent.patcher.get_or_insert(patcher);
         }
+        // Cheap (no process yet): the first hot function does not wait for it.
+        start_compiler();
     }
     let mut seen = (u64::MAX, u64::MAX);
     let mut last_check = Instant::now();
@@ -205,8 +209,9 @@ fn run() {
             idle = false;
         }
         if job.is_none() && !prestarted {
-            // Nothing to compile right now: start the compiler process ahead of need.
-            if let Some(c) = state::lock().and_then(|a| a.compiler.as_ref().and_then(|c| c.as_ref().ok()).cloned()) {
+            // Decorated code calls decorated code (edges that may get hot) and nothing is
+            // to be compiled right now: start the compiler process ahead of need.
+            if let Some(c) = state::lock().filter(|a| a.want_tools).and_then(|a| a.compiler.as_ref().and_then(|c| c.as_ref().ok()).cloned()) {
                 lock_compiler(&c).prestart();
                 prestarted = true;
             }
@@ -289,7 +294,8 @@ fn start_compiler() {
     if let Some(mut agent) = state::lock() {
         match &compiler {
             Ok(_) => tracing::info!(ms, "compiler ready"),
-            Err(e) => tracing::warn!("no compiler: {e}; the program runs unoptimised"),
+            // One warning; nothing is compiled from now on.
+            Err(e) => jit_off(&mut agent, &format!("no compiler: {e}")),
         }
         agent.jit_load_ms = Some(ms);
         agent.compiler = Some(compiler);

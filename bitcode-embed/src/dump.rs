@@ -324,6 +324,7 @@ mod tests {
                     phases: Some(DumpPhases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 6.0, codegen_ms: 3.75, cpu_ms: 9.5 }),
                     nested: vec![DumpNested { owner: "twice".into(), ordinal: 0, targets: vec!["inc".into()] }],
                     sampled_sites: 1,
+                    cache: Some("miss".into()),
                 },
                 DumpCompile { function: "run".into(), ok: false, error: Some("setjmp".into()), ..Default::default() },
             ],

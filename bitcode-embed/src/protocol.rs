@@ -169,6 +169,9 @@ pub struct CompileResult {
     pub phases: Phases,
     /// What came out.
     pub outcome: Outcome,
+    /// What the compiler and LLVM said during the compile (level as `jit_abi::JIT_LOG_*`,
+    /// text): the agent logs them, so diagnostics reach the drti log, never the program.
+    pub messages: Vec<(u32, String)>,
 }
 
 /// Every message either side sends.
@@ -453,6 +456,11 @@ impl Message {
                         e.bytes(reason.as_bytes());
                     }
                 }
+                e.u32(r.messages.len() as u32);
+                for (level, text) in &r.messages {
+                    e.u32(*level);
+                    e.bytes(text.as_bytes());
+                }
                 COMPILED
             }
             Message::Error { text } => {
@@ -529,7 +537,9 @@ impl Message {
                     OUTCOME_FAILED => Outcome::Failed { reason: d.text("reason")? },
                     k => return malformed(format!("outcome {k}")),
                 };
-                Message::Compiled(CompileResult { id, phases, outcome })
+                let n = d.count("messages", 12)?;
+                let messages = (0..n).map(|_| Ok((d.u32("level")?, d.text("message")?))).collect::<Result<_, WireError>>()?;
+                Message::Compiled(CompileResult { id, phases, outcome, messages })
             }
             ERROR => Message::Error { text: d.text("error text")? },
             k => return malformed(format!("unknown message kind {k}")),
@@ -615,9 +625,10 @@ mod tests {
                 id: 9,
                 phases: Phases { parse_ms: 1.5, bind_ms: 0.25, optimise_ms: 3.0, codegen_ms: 4.0, cpu_ms: 8.5 },
                 outcome: Outcome::Object { bytes: vec![0x7f, b'E', b'L', b'F'], entry: "drti.plus.1.run".into() },
+                messages: vec![(3, "remark: loop not vectorized".into())],
             }),
-            Message::Compiled(CompileResult { id: 10, phases: Phases::default(), outcome: Outcome::Rejected { target: -1, reason: "setjmp".into() } }),
-            Message::Compiled(CompileResult { id: 11, phases: Phases::default(), outcome: Outcome::Failed { reason: "LLVM error".into() } }),
+            Message::Compiled(CompileResult { id: 10, phases: Phases::default(), outcome: Outcome::Rejected { target: -1, reason: "setjmp".into() }, messages: vec![] }),
+            Message::Compiled(CompileResult { id: 11, phases: Phases::default(), outcome: Outcome::Failed { reason: "LLVM error".into() }, messages: vec![] }),
             Message::Error { text: "protocol 2 is not spoken here".into() },
         ]
     }

@@ -237,6 +237,39 @@ impl Cache {
         s
     }
 
+    /// Reads every entry whole and checks it (name, header, key, length, checksum, owner)
+    /// as a lookup would, without marking any as used. Returns the number of good entries
+    /// and a line per bad one; bad ones are removed when they are ours to remove.
+    pub fn verify(&self) -> (u64, Vec<String>) {
+        let (mut good, mut bad) = (0, Vec::new());
+        for (path, _, _, is_entry) in self.files() {
+            if !is_entry {
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(ENTRY_SUFFIX)).and_then(Key::from_hex);
+            let checked = (|| -> Result<(), String> {
+                let key = name.ok_or("not named after a key")?;
+                let meta = fs::symlink_metadata(&path).map_err(|e| e.to_string())?;
+                if !meta.is_file() {
+                    return Err("not a regular file".into());
+                }
+                trusted(&meta).map_err(|e| format!("untrusted: {e}"))?;
+                let bytes = fs::read(&path).map_err(|e| e.to_string())?;
+                entry::decode(&key, &bytes).map(|_| ())
+            })();
+            match checked {
+                Ok(()) => good += 1,
+                Err(why) => {
+                    if !why.starts_with("untrusted") {
+                        let _ = fs::remove_file(&path);
+                    }
+                    bad.push(format!("{}: {why}", path.display()));
+                }
+            }
+        }
+        (good, bad)
+    }
+
     /// Removes every entry and temporary file; returns how many entries there were.
     pub fn clear(&self) -> Result<u64, String> {
         let mut removed = 0;
@@ -282,6 +315,25 @@ mod tests {
         assert_eq!(fs::metadata(&d).unwrap().mode() & 0o777, 0o700);
         assert_eq!(c.clear().unwrap(), 1);
         assert_eq!(c.get(&key(1)), Lookup::Miss);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn verify_counts_good_entries_and_removes_damaged_ones() {
+        let d = scratch("verify");
+        let c = Cache::open(&d, 1 << 20).unwrap();
+        for i in 0..3 {
+            c.put(&key(i), b"code").unwrap();
+        }
+        assert_eq!(c.verify(), (3, vec![]));
+        let path = c.path_of(&key(1));
+        let mut bytes = fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let (good, bad) = c.verify();
+        assert!(good == 2 && bad.len() == 1 && bad[0].contains(&key(1).hex()), "{bad:?}");
+        assert!(!path.exists());
+        assert_eq!(c.verify(), (2, vec![]));
         fs::remove_dir_all(&d).unwrap();
     }
 

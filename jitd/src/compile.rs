@@ -36,7 +36,7 @@ const AREA: u64 = 0x14;
 const SAMPLER: u64 = 0x15;
 
 fn failed(id: u64, reason: String) -> CompileResult {
-    CompileResult { id, phases: Phases::default(), outcome: Outcome::Failed { reason } }
+    CompileResult { id, phases: Phases::default(), outcome: Outcome::Failed { reason }, messages: crate::messages::take() }
 }
 
 impl Compiler for JitCompiler {
@@ -141,7 +141,7 @@ impl Compiler for JitCompiler {
             _ if res.rejected == 1 => Outcome::Rejected { target: res.rejected_target, reason: res.error_text().to_owned() },
             _ => Outcome::Failed { reason: res.error_text().to_owned() },
         };
-        CompileResult { id: req.id, phases, outcome }
+        CompileResult { id: req.id, phases, outcome, messages: crate::messages::take() }
     }
 
     fn llvm_version(&self) -> String {

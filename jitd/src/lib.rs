@@ -8,8 +8,10 @@
 //! server (a shared server compiles for many processes running the same binaries).
 
 pub mod compile;
+pub mod messages;
 pub mod session;
 pub mod store;
+pub mod test_hooks;
 
 pub use session::serve;
 pub use store::{Store, StoredModule};

@@ -20,10 +20,18 @@ Usage:
   drti-jitd --version | --help
 ";
 
-unsafe extern "C" fn log(_level: u32, msg: *const u8, len: usize) {
+/// The JIT's log: each message goes back to the agent with the compile it belongs to;
+/// errors are also printed on this process's stderr (a shared server's log).
+unsafe extern "C" fn log(level: u32, msg: *const u8, len: usize) {
+    if msg.is_null() {
+        return;
+    }
     // SAFETY: the JIT passes `len` valid bytes.
-    let text = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(msg, len) });
-    eprintln!("drti-jitd: {text}");
+    let text = String::from_utf8_lossy(unsafe { std::slice::from_raw_parts(msg, len) }).into_owned();
+    if level == bitcode_embed::jit_abi::JIT_LOG_ERROR {
+        eprintln!("drti-jitd: {text}");
+    }
+    drti_jitd::messages::push(level, text);
 }
 
 fn main() {

@@ -39,6 +39,7 @@ pub fn serve<S: Read + Write>(stream: &mut S, store: &Store, compiler: &dyn Comp
             Message::Compile(req) => {
                 let missing = store.missing(req.modules.iter().map(|m| m.hash));
                 if missing.is_empty() {
+                    crate::test_hooks::before_compile();
                     Message::Compiled(compiler.compile(&req, &|h| store.get(h)))
                 } else {
                     Message::NeedModules { id: req.id, hashes: missing }
@@ -69,7 +70,7 @@ mod tests {
     impl Compiler for Echo {
         fn compile(&self, req: &CompileRequest, module: &dyn Fn(&Hash) -> Option<Arc<crate::StoredModule>>) -> CompileResult {
             let bytes = module(&req.function.module).map(|b| b.bitcode.clone()).unwrap_or_default();
-            CompileResult { id: req.id, phases: Phases::default(), outcome: Outcome::Object { bytes, entry: req.function.name.clone() } }
+            CompileResult { id: req.id, phases: Phases::default(), outcome: Outcome::Object { bytes, entry: req.function.name.clone() }, messages: vec![] }
         }
         fn llvm_version(&self) -> String {
             "test".into()

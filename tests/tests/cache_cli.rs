@@ -33,8 +33,20 @@ fn stats_and_clear_report_what_is_in_the_cache() {
     let (code, out, _) = drti_cache(&["stats", "--dir", d], &[]);
     assert_eq!(code, 0);
     assert!(out.contains("entries: 3 "), "{out}");
+    let (code, out, _) = drti_cache(&["verify", "--dir", d], &[]);
+    assert!(code == 0 && out.contains("3 entries whole, 0 damaged"), "{out}");
+    // A torn entry (a crash mid-write without the rename, a disk error) is found and removed.
+    let entry = walk(&dir).into_iter().find(|p| p.extension().is_some_and(|e| e == "entry")).unwrap();
+    let bytes = std::fs::read(&entry).unwrap();
+    std::fs::write(&entry, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, out, _) = drti_cache(&["verify", "--dir", d], &[]);
+    assert!(code == 1 && out.contains("2 entries whole, 1 damaged") && out.contains("damaged (removed)"), "{out}");
+    let (code, out, _) = drti_cache(&["verify", "--dir", d], &[]);
+    assert!(code == 0 && out.contains("2 entries whole, 0 damaged"), "{out}");
+    let (code, out, _) = drti_cache(&["stats", "--dir", d], &[]);
+    assert!(code == 0 && out.contains("entries: 2 "), "{out}");
     let (code, out, _) = drti_cache(&["clear"], &[("XDG_CACHE_HOME", base.to_str().unwrap()), ("DRTI_CACHE_DIR", d)]);
-    assert!(code == 0 && out.contains("3 entries removed"), "{out}");
+    assert!(code == 0 && out.contains("2 entries removed"), "{out}");
     assert_eq!(cache.stats().entries, 0);
     let (code, out, _) = drti_cache(&["stats"], &[("DRTI_CACHE", "0")]);
     assert!(code == 0 && out.contains("off"), "{out}");
@@ -50,5 +62,19 @@ fn a_cache_others_can_write_is_refused_and_bad_usage_says_so() {
     let (code, _, err) = drti_cache(&["shrink"], &[]);
     assert!(code == 2 && err.contains("unexpected argument 'shrink'"), "{err}");
     let (code, _, err) = drti_cache(&[], &[]);
-    assert!(code == 2 && err.contains("stats or clear"), "{err}");
+    assert!(code == 2 && err.contains("stats, verify or clear"), "{err}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -1,4 +1,5 @@
-//! `drti cache stats|clear [--dir DIR]`: the persistent code cache, from the command line.
+//! `drti cache stats|verify|clear [--dir DIR]`: the persistent code cache, from the command
+//! line.
 //! The directory is the one the agent would use (`DRTI_CACHE_DIR`, `XDG_CACHE_HOME`,
 //! `HOME`; see `drti_cache::settings`) unless `--dir` names another.
 
@@ -6,7 +7,7 @@ use drti_cache::{Cache, Settings};
 use std::path::PathBuf;
 
 /// Runs `drti cache ARGS`; returns the exit status (0 ok, 1 the cache could not be read or
-/// cleared, 2 usage).
+/// cleared or had damaged entries, 2 usage).
 pub fn run(args: &[String]) -> i32 {
     let mut action = None;
     let mut dir: Option<PathBuf> = None;
@@ -18,11 +19,11 @@ pub fn run(args: &[String]) -> i32 {
                 _ => return usage("cache: --dir needs a DIR"),
             },
             s if s.starts_with("--dir=") => dir = Some(PathBuf::from(&s[6..])),
-            "stats" | "clear" if action.is_none() => action = Some(a.as_str()),
+            "stats" | "verify" | "clear" if action.is_none() => action = Some(a.as_str()),
             other => return usage(&format!("cache: unexpected argument '{other}'")),
         }
     }
-    let Some(action) = action else { return usage("cache needs stats or clear") };
+    let Some(action) = action else { return usage("cache needs stats, verify or clear") };
     let (settings, warnings) = Settings::from_env(|k| std::env::var_os(k));
     for w in &warnings {
         eprintln!("drti: warning: {w}");
@@ -52,6 +53,14 @@ pub fn run(args: &[String]) -> i32 {
                 println!("writes in progress or abandoned: {}", s.temporaries);
             }
             0
+        }
+        "verify" => {
+            let (good, bad) = cache.verify();
+            for b in &bad {
+                println!("damaged (removed): {b}");
+            }
+            println!("code cache: {}: {good} entries whole, {} damaged", dir.display(), bad.len());
+            i32::from(!bad.is_empty())
         }
         _ => match cache.clear() {
             Ok(n) => {

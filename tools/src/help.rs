@@ -13,10 +13,11 @@ Usage:
                                  compiles and patches; --svg also draws the hot call graph
                                  (nodes = functions, width = calls, colour = state);
                                  --html writes the graph and the table as one page
-  drti cache stats|clear [--dir DIR]
+  drti cache stats|verify|clear [--dir DIR]
                                  the persistent code cache (DRTI_CACHE_DIR, else
                                  $XDG_CACHE_HOME/drti or ~/.cache/drti): entries and size,
-                                 or remove every entry
+                                 check every entry (damaged ones are removed; exit 1), or
+                                 remove every entry
   drti --version | --help
 
 Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
@@ -24,7 +25,13 @@ Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
                         unset, 10000 is only the minimum evidence and a compile must also
                         pay back (calls/s x saving vs compile CPU)
   DRTI_JIT_BUDGET=S     JIT CPU as a share of the process's CPU after a 1 s allowance (0.25; 0 = unlimited)
-  DRTI_JIT_NICE=N       added to the program's nice value for the compiling agent thread, 0-19 (10)
+  DRTI_JIT_NICE=N       added to the program's nice value for the agent thread and the
+                        compiler process it starts, 0-19 (10)
+  DRTI_JIT_SERVER=PATH  compile in a running `drti-jitd --listen PATH` (same user only)
+                        instead of a private compiler process started on demand
+  DRTI_CACHE=0|1        0 = no persistent code cache (1)
+  DRTI_CACHE_DIR=DIR    the code cache (absolute; $XDG_CACHE_HOME/drti, else ~/.cache/drti)
+  DRTI_CACHE_MAX_MB=N   cache size bound; least recently used entries go first (256)
   DRTI_LOG=FILTER       tracing filter, e.g. info or drti_agent::jit=debug (warn)
   DRTI_LOG_FILE=PATH    write the log there instead of stderr
   DRTI_DUMP=PATH        write the JSON dump there at exit

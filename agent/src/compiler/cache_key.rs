@@ -103,11 +103,11 @@ mod tests {
 
     #[test]
     fn objects_and_rejections_round_trip_failures_are_not_cached() {
-        let obj = CompileResult { id: 0, phases: Phases { cpu_ms: 4.0, ..Phases::default() }, outcome: Outcome::Object { bytes: b"\x7fELF..".to_vec(), entry: "f+".into() } };
+        let obj = CompileResult { id: 0, phases: Phases { cpu_ms: 4.0, ..Phases::default() }, outcome: Outcome::Object { bytes: b"\x7fELF..".to_vec(), entry: "f+".into() }, messages: vec![] };
         assert_eq!(decode(&encode(&obj)).unwrap(), obj);
-        let rej = CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Rejected { target: -1, reason: "setjmp".into() } };
+        let rej = CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Rejected { target: -1, reason: "setjmp".into() }, messages: vec![] };
         assert_eq!(decode(&encode(&rej)).unwrap(), rej);
-        let failed = CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Failed { reason: "LLVM".into() } };
+        let failed = CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Failed { reason: "LLVM".into() }, messages: vec![] };
         assert!(!cacheable(&failed));
         assert!(decode(&encode(&failed)).is_err());
         let mut bytes = encode(&obj);

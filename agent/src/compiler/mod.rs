@@ -191,13 +191,21 @@ impl Compiler {
         }
         let asked = self.session().and_then(|s| s.compile(&portable, modules.data, COMPILE_TIMEOUT));
         let res = match asked {
-            Ok(res) => res,
+            Ok(res) => {
+                log_messages(&res.messages);
+                res
+            }
             Err(e) => {
                 let why = e.to_string();
                 self.lose_session();
                 let unavailable = match e {
                     SessionError::Gone(_) if self.restarts.after_failure() => {
-                        tracing::warn!("{why}; it is started again for the next compile ({} of {} restarts)", self.restarts.used(), crate::jitd_client::restarts::DEFAULT_RESTARTS);
+                        let (n, of) = (self.restarts.used(), crate::jitd_client::restarts::DEFAULT_RESTARTS);
+                        if n == 1 {
+                            tracing::warn!("{why}; it is started again for the next compile ({n} of {of} restarts)");
+                        } else {
+                            tracing::info!("{why}; it is started again for the next compile ({n} of {of} restarts)");
+                        }
                         None
                     }
                     _ => {
@@ -206,13 +214,18 @@ impl Compiler {
                         Some(dead)
                     }
                 };
-                return Compiled { result: to_result(&failed(&why)), cache: CacheUse::Off, unavailable };
+                // The compile in flight is not tried again: it may be what killed the
+                // compiler (an LLVM abort on this function).
+                let mut result = to_result(&failed(&format!("{why} (while compiling it)")));
+                result.rejected = 1;
+                return Compiled { result, cache: CacheUse::Off, unavailable };
             }
         };
         let cache_use = match (&self.cache, &key) {
             (Some(cache), Some(key)) => {
                 if cache_key::cacheable(&res) {
-                    if let Err(e) = cache.put(key, &cache_key::encode(&CompileResult { id: 0, ..res.clone() })) {
+                    // The compiler's messages are this compile's, not the code's.
+                    if let Err(e) = cache.put(key, &cache_key::encode(&CompileResult { id: 0, messages: vec![], ..res.clone() })) {
                         tracing::warn!("code cache: cannot store a compile: {e}");
                     }
                 }
@@ -242,7 +255,7 @@ impl Compiler {
         };
         // SAFETY: the worker's request points into its job, alive for this call.
         let symbols = unsafe { bitcode_embed::symbols::object_symbols(req) };
-        let linked = match link::link(bytes, near, |name| symbols.get(name).copied()) {
+        let linked = match link::link(bytes, near, |name| symbols.get(name).copied().or_else(|| runtime_symbol(name))) {
             Ok(l) => l,
             Err(e) => return Compiled { result: to_result(&failed(&e.to_string())), cache, unavailable: None },
         };
@@ -282,8 +295,35 @@ impl Compiler {
     }
 }
 
+/// Logs what the compiler said during a compile, as the in-process JIT did (target
+/// `drti_agent::jit`): LLVM's remarks at debug level, its errors as errors.
+fn log_messages(messages: &[(u32, String)]) {
+    use bitcode_embed::jit_abi::{JIT_LOG_ERROR, JIT_LOG_INFO, JIT_LOG_WARN};
+    for (level, text) in messages {
+        match *level {
+            JIT_LOG_ERROR => tracing::error!(target: "drti_agent::jit", "{text}"),
+            JIT_LOG_WARN => tracing::warn!(target: "drti_agent::jit", "{text}"),
+            JIT_LOG_INFO => tracing::info!(target: "drti_agent::jit", "{text}"),
+            _ => tracing::debug!(target: "drti_agent::jit", "{text}"),
+        }
+    }
+}
+
+/// A symbol the code generator introduced (`memcpy`, `_Unwind_Resume`, `__udivti3`, ...),
+/// from the process's global scope. Never one of the request's own names: those are only
+/// what the agent itself asked for.
+fn runtime_symbol(name: &str) -> Option<u64> {
+    if name.starts_with("__drti.") {
+        return None;
+    }
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: dlsym only looks a NUL-terminated name up in the loaded objects.
+    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) };
+    (!p.is_null()).then_some(p as u64)
+}
+
 fn failed(reason: &str) -> CompileResult {
-    CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Failed { reason: reason.into() } }
+    CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Failed { reason: reason.into() }, messages: vec![] }
 }
 
 /// A protocol answer as a `JitResult` (not linked: `ok` stays 0).
