@@ -4,7 +4,8 @@
 //! hook draws the next countdown and pushes one [`Sample`] into a bounded lock-free queue
 //! that the agent thread drains. No locks, no allocation, no syscalls, and no memory that
 //! several threads write on the per-call path: countdowns and random state are
-//! thread-local; only the queue (once per sample) and the drop counter are shared.
+//! thread-local; only the queue (once per sample), and while it is full the drop counter
+//! and the [`overflow`] table, are shared.
 //!
 //! Compiled code (F+) keeps sampling the sites it did not specialise (tiered profiling):
 //! it counts down a thread-local countdown of the agent's own, at a fixed offset from the
@@ -31,8 +32,10 @@
 //! calls/s ÷ [`TARGET_RATE`], never below the configured one. Until the agent thread gets
 //! to run (start-up, a long compile), a hook that finds the queue full doubles the period
 //! itself (up to [`BRAKE_LIMIT`] times the agent's choice, at least [`BRAKE_FLOOR`]), so a
-//! flood ends after a handful of dropped samples; a dropped sample's weight is carried to
-//! the thread's next sample, so drops do not bias the estimates either.
+//! flood ends after a handful of dropped samples. A dropped (refused) sample is not lost:
+//! its weight waits in [`overflow`] under its own edge until the agent reads it, so a
+//! lagging agent biases no estimate (carried to the thread's next sample instead, as
+//! before, one sample stood for all the calls of the lag and gave them to one edge).
 //! Estimates stay unbiased at any period; a larger period only makes them coarser. An
 //! edge whose estimate reaches `DRTI_HOT_THRESHOLD` is hot: with the configured period
 //! that is after about the threshold's calls; when the period has been raised above the
@@ -45,6 +48,8 @@ use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+mod overflow;
 
 /// One observation: site `site` of the module whose runtime area is `area` called `target`.
 #[derive(Clone, Copy, Debug)]
@@ -122,14 +127,16 @@ pub fn queue() -> &'static ArrayQueue<Sample> {
     QUEUE.get_or_init(|| ArrayQueue::new(QUEUE_CAPACITY))
 }
 
-/// Samples waiting in the queue.
+/// Samples waiting in the queue, plus one if refused samples wait in [`overflow`].
 pub fn queued() -> usize {
-    QUEUE.get().map_or(0, ArrayQueue::len)
+    QUEUE.get().map_or(0, ArrayQueue::len) + overflow::waiting() as usize
 }
 
-/// The next queued sample, if the queue exists and holds one.
+/// The next sample: a queued one, else (the queue empty) the calls of refused samples of
+/// one edge. One consumer at a time (the agent thread or the exit handler, under the
+/// state lock).
 pub fn pop() -> Option<Sample> {
-    let s = QUEUE.get().and_then(ArrayQueue::pop);
+    let s = QUEUE.get().and_then(ArrayQueue::pop).or_else(overflow::take);
     if let Some(s) = &s {
         POPPED.fetch_add(1, Ordering::Relaxed);
         POPPED_CALLS.fetch_add(s.weight as u64, Ordering::Relaxed);
@@ -137,14 +144,15 @@ pub fn pop() -> Option<Sample> {
     s
 }
 
-/// Samples lost to a full queue so far.
+/// Samples a full queue refused so far (their calls still reach the agent, see [`overflow`]).
 pub fn dropped() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-/// Samples the hook has taken so far: queued (popped or still waiting) or dropped.
+/// Samples the hook has taken so far: queued (popped or still waiting) or dropped (the
+/// samples popped from [`overflow`] stand for dropped ones, counted already).
 pub fn samples_taken() -> u64 {
-    POPPED.load(Ordering::Relaxed) + QUEUE.get().map_or(0, |q| q.len() as u64) + dropped()
+    (POPPED.load(Ordering::Relaxed) + QUEUE.get().map_or(0, |q| q.len() as u64) + dropped()).saturating_sub(overflow::taken())
 }
 
 /// The period countdowns are drawn with now.
@@ -288,16 +296,19 @@ pub unsafe extern "C" fn hook(area: *mut RuntimeAreaHeader, site: u32, target: *
     if let Some(q) = QUEUE.get() {
         if q.push(sample).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
-            // The dropped sample's calls go to this thread's next sample (a longer
-            // interval, still drawn independently of the targets): estimates lose nothing.
-            // SAFETY: as above, this thread's own state.
-            unsafe {
-                let reset = std::ptr::addr_of_mut!((*state).reset);
-                let carried = reset.read() as i64 + weight as i64;
-                if carried < (i32::MAX / 2) as i64 {
-                    reset.write(carried as i32);
-                    // ... and so does their span.
-                    std::ptr::addr_of_mut!((*state).reserved).write(since);
+            // Kept under its edge; only if the overflow table has no room, its calls go
+            // to this thread's next sample (a longer interval, unbiased on average, but
+            // one edge takes them all).
+            if !overflow::keep(&sample) {
+                // SAFETY: as above, this thread's own state.
+                unsafe {
+                    let reset = std::ptr::addr_of_mut!((*state).reset);
+                    let carried = reset.read() as i64 + weight as i64;
+                    if carried < (i32::MAX / 2) as i64 {
+                        reset.write(carried as i32);
+                        // ... and so does their span.
+                        std::ptr::addr_of_mut!((*state).reserved).write(since);
+                    }
                 }
             }
             // The agent thread is not keeping up: sample half as often from now on (one
@@ -443,8 +454,10 @@ fn remember(area: *mut RuntimeAreaHeader) {
     }
 }
 
-/// Forgets an area whose object is gone (agent thread).
+/// Forgets an area whose object is gone (agent thread), and the refused samples of it
+/// that still wait.
 pub fn forget(area: *mut RuntimeAreaHeader) {
+    overflow::forget(area as usize);
     for s in &ATTACHED {
         let _ = s.compare_exchange(area as usize, 0, Ordering::AcqRel, Ordering::Acquire);
     }
@@ -539,21 +552,128 @@ mod tests {
         // SAFETY: as above.
         unsafe { hook(a, 2, std::ptr::null(), &mut st) };
         assert_eq!(q.pop().expect("a sample").weight, expect);
-        // A full queue: the drop is counted and its weight carried to the next sample.
+        // A full queue: the drop is counted, its weight is not carried to the thread's
+        // next sample but kept under its own edge, read once the queue is empty.
         while q.push(Sample { area: 0, site: 0, weight: 0, target: 0, span_ms: 0 }).is_ok() {}
-        let dropped = dropped();
+        let (dropped, taken) = (dropped(), samples_taken());
         st.countdown = -1;
-        let carried = st.reset as u32 + 1;
+        let refused = st.reset as u32 + 1;
         // SAFETY: as above.
-        unsafe { hook(a, 2, std::ptr::null(), &mut st) };
+        unsafe { hook(a, 2, 0x99 as *const libc::c_void, &mut st) };
         assert_eq!(dropped + 1, super::dropped());
-        assert_eq!(st.reset as u32 + 1, st.countdown as u32 + 1 + carried);
+        assert_eq!(st.reset, st.countdown);
+        assert_eq!(taken + 1, samples_taken());
         while q.pop().is_some() {}
+        assert!(queued() > 0, "the refused sample waits");
+        let taken = samples_taken();
+        let s = pop().expect("the refused sample");
+        assert_eq!((s.area, s.site, s.weight, s.target), (a as usize, 2, refused, 0x99));
+        assert!(pop().is_none() && queued() == 0);
+        assert_eq!(taken, samples_taken(), "counted once, refused and read later");
         // A site out of range resets the countdown but records nothing.
         st.countdown = -1;
         // SAFETY: as above.
         unsafe { hook(a, 7, std::ptr::null(), &mut st) };
         assert!(st.countdown >= 0 && q.pop().is_none());
+    }
+
+    /// A scripted thread of one module: makes calls as decorated code does (counting down
+    /// its countdown, calling the hook when it goes negative) while a scripted agent drains
+    /// the queue, or does not (a full queue: the agent fell behind).
+    struct Script {
+        area: RuntimeAreaHeader,
+        st: ThreadState,
+        /// Estimated calls per target: the weights of the samples drained, as the agent sums them.
+        est: std::collections::HashMap<u64, u64>,
+    }
+
+    impl Script {
+        /// A fresh thread (fixed random state: the stream is the same at every run) with
+        /// the configured period `period` and an empty queue.
+        fn new(period: u32) -> Script {
+            queue();
+            while pop().is_some() {}
+            init(period);
+            Script { area: RuntimeAreaHeader { hook: Default::default(), reserved: 1 }, st: ThreadState { rng: 0x2545_f491, ..Default::default() }, est: Default::default() }
+        }
+
+        /// `n` calls, the i-th to `target(i)`; the agent drains every 10,000 calls if `drain`.
+        fn calls(&mut self, n: u64, target: impl Fn(u64) -> u64, drain: bool) {
+            for i in 0..n {
+                self.st.countdown -= 1;
+                if self.st.countdown < 0 {
+                    // SAFETY: `area` and `st` are live fields laid out as the hook expects.
+                    unsafe { hook(&mut self.area, 0, target(i) as *const libc::c_void, &mut self.st) };
+                }
+                if drain && i % 10_000 == 0 {
+                    self.drain();
+                }
+            }
+        }
+
+        /// The agent catches up: every sample it can read is counted.
+        fn drain(&mut self) {
+            while let Some(s) = pop() {
+                *self.est.entry(s.target).or_default() += s.weight as u64;
+            }
+        }
+
+        /// The agent stops draining: the queue is full (of samples of no interest).
+        fn fall_behind(&mut self) {
+            self.drain();
+            while queue().push(Sample { area: 0, site: 0, weight: 0, target: 0, span_ms: 0 }).is_ok() {}
+        }
+
+        fn estimate(&self, target: u64) -> f64 {
+            self.est.get(&target).copied().unwrap_or(0) as f64
+        }
+    }
+
+    #[test]
+    fn a_lagging_agent_keeps_each_calls_edge() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+        // Phases: A, then only B while the queue is full (the agent fell behind; hooks
+        // brake the period), then A again once the agent is back. The samples the full
+        // queue refused are samples of B: their calls must not go to A.
+        let (a, b) = (0xa, 0xb);
+        let mut t = Script::new(6);
+        t.calls(2_000_000, |_| a, true);
+        t.fall_behind();
+        let before = dropped();
+        t.calls(20_000_000, |_| b, false);
+        assert!(dropped() > before && period() > 6, "the queue refused samples and the period was raised");
+        t.drain();
+        t.calls(2_000_000, |_| a, true);
+        t.drain();
+        // Each estimate is off by at most the calls around a phase change that one
+        // sample's weight spans (< 1.5 x the largest period, 65536 here).
+        let slack = 1.5 * BRAKE_FLOOR as f64;
+        let (ea, eb) = (t.estimate(a), t.estimate(b));
+        assert!((eb - 20e6).abs() <= slack, "B: {eb} estimated, 20000000 made (A: {ea})");
+        assert!((ea - 4e6).abs() <= 2.0 * slack, "A: {ea} estimated, 4000000 made (B: {eb})");
+    }
+
+    #[test]
+    fn a_lagging_agent_keeps_a_known_mix() {
+        let _one = QUEUE_USERS.lock().unwrap_or_else(|p| p.into_inner());
+        // prof_mix's pattern (every 10th call to `rare`) with a long stretch of full queue
+        // in the middle: the share of `rare` stays 10%, the total stays the calls made.
+        let (common, rare) = (0xc0, 0x4a);
+        let pick = |i: u64| if i % 10 == 9 { rare } else { common };
+        let mut t = Script::new(6);
+        t.calls(2_000_000, pick, true);
+        t.fall_behind();
+        t.calls(60_000_000, pick, false);
+        t.drain();
+        t.calls(10_000_000, pick, true);
+        t.drain();
+        let (c, r) = (t.estimate(common), t.estimate(rare));
+        let total = c + r;
+        assert!((total - 72e6).abs() <= 1.5 * BRAKE_FLOOR as f64, "{total} calls estimated, 72000000 made");
+        // Over a thousand samples of weight ~65536 in the lag: about ±0.9 point for one
+        // standard deviation.
+        let share = r / total;
+        assert!((share - 0.10).abs() < 0.03, "rare share {share:.4} (10% made)");
     }
 
     #[test]
