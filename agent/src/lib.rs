@@ -1,7 +1,8 @@
 //! libdrti_agent.so — loaded with LD_PRELOAD, it finds drti-decorated modules, profiles
 //! their indirect call sites, and replaces hot functions by versions with their hot
 //! targets inlined, compiled by the compiler process `drti-jitd` (or taken from the code
-//! cache) and linked here. No LLVM in the application. See DESIGN.md.
+//! cache) and linked here. No LLVM in the application: depends on bitcode-embed and
+//! drti-cache only. See DESIGN.md.
 //!
 //! One module per job: `config` (environment), `preload` (constructor, dlopen/dlclose,
 //! exit, fork), `discover` (modules and metadata), `profile` (the application threads'

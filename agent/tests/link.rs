@@ -353,14 +353,6 @@ fn gdb_child_traps_in_linked_code() {
     if std::env::var_os("DRTI_LINK_GDB_CHILD").is_none() {
         return;
     }
-    // libdrti_jit.so (if built) holds LLVM's own hidden GDB JIT descriptor: gdb must see
-    // ours next to it, as in an agent that still loads LLVM.
-    let jit = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/libdrti_jit.so");
-    if let Ok(path) = CString::new(jit.to_string_lossy().as_bytes()) {
-        // SAFETY: loading our own JIT library; nothing in it runs until called.
-        let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
-        println!("libdrti_jit.so loaded: {}", !h.is_null());
-    }
     let obj = compile("link_trap.c", &["-fPIC", "-g"]);
     let linked = link(&obj, Some(near()), dlsym).unwrap();
     let outer: extern "C" fn(c_int) -> c_int = f(&linked, "linked_outer");

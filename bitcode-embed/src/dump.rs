@@ -32,7 +32,8 @@ pub struct Dump {
     /// Samples the profiling path took (dropped ones included).
     #[serde(default)]
     pub samples_taken: u64,
-    /// Time to load `libdrti_jit.so`; null when it was never loaded.
+    /// Time to set the compiler up (the cache opened, the compiler found or connected);
+    /// null when it never was.
     #[serde(default)]
     pub jit_load_ms: Option<f64>,
     /// Bytes of JIT code freed after their patches were reverted.

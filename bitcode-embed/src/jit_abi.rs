@@ -1,6 +1,7 @@
-//! The C ABI between the agent (`libdrti_agent.so`, no LLVM) and the JIT
-//! (`libdrti_jit.so`, LLVM 19), which the agent dlopens once decorated code calls
-//! decorated code through a pointer.
+//! The C ABI of the JIT (`drti-jit`, LLVM 19): what a compile request holds. The agent
+//! (`libdrti_agent.so`, no LLVM) builds one with its own addresses and sends its portable
+//! form (`portable`) to the compiler process, which builds it again with stand-in
+//! addresses and calls the JIT.
 //!
 //! The JIT exports `drti_jit_abi_version`, `drti_jit_init`, `drti_jit_compile` and
 //! `drti_jit_release` with the signatures below. All pointers in a request stay valid for

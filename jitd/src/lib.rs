@@ -4,8 +4,9 @@
 //!
 //! A session follows `bitcode_embed::protocol`: a hello, then compile requests; a request
 //! naming modules the server does not hold gets a module request first. Modules are kept
-//! by the SHA-256 of their bitcode, checked on arrival, and shared by every session of a
-//! server (a shared server compiles for many processes running the same binaries).
+//! by the SHA-256 of their embedded bitcode, checked on arrival, and shared by every session
+//! of a server (a shared server compiles for many processes running the same binaries).
+//! Depends on bitcode-embed, drti-cache (hashes) and drti-jit; links LLVM.
 
 pub mod compile;
 pub mod messages;

@@ -1,5 +1,7 @@
-//! libdrti_jit.so: recompiles a function F with its hot indirect-call targets inlined
-//! behind guards (F+), for the agent, through the C ABI of `bitcode_embed::jit_abi`.
+//! drti-jit: recompiles a function F with its hot indirect-call targets inlined behind
+//! guards (F+), through the C ABI of `bitcode_embed::jit_abi`; linked into the compiler
+//! process `drti-jitd`, which asks for portable objects ([`object`], [`symbolic`]).
+//! Depends on bitcode-embed and drti-llvm-ir; links LLVM.
 //!
 //! Steps of one compile: load F's and the targets' bodies from their modules' clean
 //! bitcode, each module parsed lazily and once per process ([`cache`]); check F and

@@ -3,9 +3,9 @@
 //! the in-memory object file of the descriptor's `relevant_entry`.
 //!
 //! The agent has its own descriptor (GDB 8.3+ handles one per objfile). Both symbols are
-//! hidden, so they are never interposed: LLVM's GDB listener, while LLVM still lives in
-//! libdrti_jit.so, keeps its own (also hidden) descriptor there under its own lock, and an
-//! application with its own JIT keeps its own. This list is only touched under `LOCK`.
+//! hidden, so they are never interposed: a static LLVM in the same binary (a test binary)
+//! keeps its own (also hidden) descriptor under its own lock, and an application with its
+//! own JIT keeps its own. This list is only touched under `LOCK`.
 //!
 //! The object given to GDB is a copy of the relocatable object whose section headers
 //! carry the addresses the sections were loaded at (`sh_addr`), which is how GDB places
