@@ -189,6 +189,7 @@ pub fn to_dump(agent: &Agent) -> Dump {
         samples_dropped: crate::profile::dropped(),
         samples_taken: crate::profile::samples_taken(),
         jit_load_ms: agent.jit_load_ms,
+        peak_rss_kb: peak_rss_kb(),
         jit_code_released: agent.code.released,
         jit_code_waiting: agent.code.retired() as u64,
         fork_child_note: agent.fork_child_note.clone(),
@@ -218,3 +219,11 @@ pub fn write(agent: &Agent, path: &str) {
         emit(tracing::Level::WARN, &format!("cannot write DRTI_DUMP={path}: {e}"));
     }
 }
+
+/// VmHWM of this process in KiB (`/proc/self/status`).
+fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line["VmHWM:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()
+}
+

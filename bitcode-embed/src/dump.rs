@@ -36,6 +36,10 @@ pub struct Dump {
     /// null when it never was.
     #[serde(default)]
     pub jit_load_ms: Option<f64>,
+    /// The process's peak resident memory (VmHWM, KiB) when the dump was written: the
+    /// application alone (the compiler process is another process); null if unreadable.
+    #[serde(default)]
+    pub peak_rss_kb: Option<u64>,
     /// Bytes of JIT code freed after their patches were reverted.
     #[serde(default)]
     pub jit_code_released: u64,
@@ -291,6 +295,7 @@ mod tests {
             samples_dropped: 7,
             samples_taken: 700,
             jit_load_ms: Some(9.25),
+            peak_rss_kb: Some(5120),
             jit_code_released: 4096,
             jit_code_waiting: 1,
             fork_child_note: None,

@@ -12,6 +12,7 @@ def clean_env(extra):
 
 
 def compilers_of(pid):
+    """Detached drti-jitd servers started for `pid` (by their --for argument)."""
     out = []
     for e in os.listdir("/proc"):
         if not e.isdigit():
@@ -36,14 +37,25 @@ def hwm_kb(pid):
 
 
 def run(argv, env):
-    """(stdout, peak RSS of the process in KiB, peak of its compiler process in KiB or None)."""
-    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    """(stdout, peak RSS of the process in KiB, peak of its compiler process in KiB or None).
+
+    The process's peak is what GNU time reports for it (its own ru_maxrss; a Python
+    parent's wait4 would count the interpreter's memory the child had before exec). Under
+    the agent, time's figure would also count the compiler process the agent started and
+    reaped (the detaching starter), so the agent's dump (`peak_rss_kb`, the application's
+    VmHWM at exit) is used there instead."""
+    rss_file = os.path.join(OUT, "rss.txt")
+    p = subprocess.Popen(["/usr/bin/time", "-f", "%M", "-o", rss_file] + argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     peak = {}
     done = threading.Event()
 
     def watch():
         while not done.is_set():
-            for c in compilers_of(p.pid):
+            try:
+                apps = [int(c) for c in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+            except OSError:
+                apps = []
+            for c in [c for a in apps for c in compilers_of(a)]:
                 h = hwm_kb(c)
                 if h:
                     peak[c] = max(peak.get(c, 0), h)
@@ -52,12 +64,13 @@ def run(argv, env):
     t = threading.Thread(target=watch)
     t.start()
     out = p.stdout.read()
-    _, status, usage = os.wait4(p.pid, 0)
+    status = p.wait()
     done.set()
     t.join()
     if status != 0:
         sys.exit(f"[bench-memory] {argv} exited with status {status}")
-    return out, usage.ru_maxrss, (max(peak.values()) if peak else None)
+    rss = int(open(rss_file).read().split()[-1])
+    return out, rss, (max(peak.values()) if peak else None)
 
 
 def dump_of(path):
@@ -78,11 +91,11 @@ for r in range(ROUNDS):
     shutil.rmtree(cache, ignore_errors=True)
     for label in ("agent, cache empty", "agent, cache filled"):
         env = clean_env({"LD_PRELOAD": AGENT, "DRTI_HOT_THRESHOLD": "100", "DRTI_CACHE_DIR": cache, "DRTI_DUMP": dump})
-        out, rss, peak = run([many, "20000"], env)
+        out, _, peak = run([many, "20000"], env)
         if out != want:
             sys.exit(f"[bench-memory] output differs under the agent ({label})")
-        rows[label].append(rss)
         d = dump_of(dump)
+        rows[label].append(d["peak_rss_kb"])
         ok = [c for c in d["compiles"] if c["ok"]]
         if label == "agent, cache empty":
             compiles.append(len(ok))
