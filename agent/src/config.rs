@@ -135,7 +135,7 @@ impl Config {
         }
         c.test_jit_fail = string("DRTI_TEST_JIT_FAIL", "none", &mut warnings).map(|v| v.split(',').map(str::to_owned).collect()).unwrap_or_default();
         c.jit_server = string("DRTI_JIT_SERVER", "a private compiler process", &mut warnings).filter(|v| !v.is_empty()).map(OsString::from);
-        let (cache, cache_warnings) = drti_cache::Settings::from_env(&get);
+        let (cache, cache_warnings) = drti_cache::Settings::from_env(get);
         c.cache = cache;
         warnings.extend(cache_warnings);
         (c, warnings)

@@ -74,12 +74,10 @@ impl Settings {
             Some(d)
         } else if let Some(x) = absolute("XDG_CACHE_HOME", &mut warnings) {
             Some(x.join("drti"))
-        } else if let Some(h) = absolute("HOME", &mut warnings) {
-            Some(h.join(".cache").join("drti"))
         } else {
-            // No directory to be had (a daemon without HOME): the cache is off, which
-            // `drti cache stats` says; not worth a warning at every start.
-            None
+            // None without HOME either (a daemon): the cache is off, which `drti cache
+            // stats` says; not worth a warning at every start.
+            absolute("HOME", &mut warnings).map(|h| h.join(".cache").join("drti"))
         };
         (Settings { dir, max_bytes }, warnings)
     }
