@@ -150,7 +150,6 @@ fn run() {
     let mut last_check = Instant::now();
     let mut last_release = Instant::now();
     let mut idle_streak = 0u32;
-    let mut prestarted = false;
     loop {
         if crate::preload::exiting() {
             // The exit handler owns the state from now on.
@@ -207,14 +206,6 @@ fn run() {
         if want_jit {
             start_compiler();
             idle = false;
-        }
-        if job.is_none() && !prestarted {
-            // Decorated code calls decorated code (edges that may get hot) and nothing is
-            // to be compiled right now: start the compiler process ahead of need.
-            if let Some(c) = state::lock().filter(|a| a.want_tools).and_then(|a| a.compiler.as_ref().and_then(|c| c.as_ref().ok()).cloned()) {
-                lock_compiler(&c).prestart();
-                prestarted = true;
-            }
         }
         if let Some(job) = job {
             IN_FLIGHT.store(true, Ordering::SeqCst);

@@ -32,8 +32,11 @@ pub fn emit(m: LLVMModuleRef) -> Result<Vec<u8>, String> {
                 c"".as_ptr(),
                 c"".as_ptr(),
                 LLVMCodeGenOptLevel::LLVMCodeGenLevelLess,
-                LLVMRelocMode::LLVMRelocPIC,
-                LLVMCodeModel::LLVMCodeModelSmall,
+                // The large code model: the process's addresses (symbols here) are
+                // materialised as 64-bit immediates, as the in-process JIT's constants were,
+                // not loaded from a GOT at every use; the code is linked anywhere.
+                LLVMRelocMode::LLVMRelocStatic,
+                LLVMCodeModel::LLVMCodeModelLarge,
             );
             if tm.is_null() {
                 Err("cannot create a target machine for this host".into())
