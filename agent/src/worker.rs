@@ -265,9 +265,8 @@ fn lock_compiler(c: &Mutex<Compiler>) -> std::sync::MutexGuard<'_, Compiler> {
     c.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Sets the compiler up (and the patcher), without the state lock. A private compiler
-/// process is started later, when the agent thread has nothing more urgent to do
-/// ([`Compiler::prestart`]): a compile the cache serves does not wait for it.
+/// Sets the compiler up (and the patcher), without the state lock. The compiler process
+/// itself is started by the first compile the cache does not serve.
 fn start_compiler() {
     let Some((perf_map, cache, server)) = state::lock().map(|a| (a.config.perf_map, a.config.cache.clone(), a.config.jit_server.clone())) else { return };
     if let Err(e) = crate::guardrails::jit_headroom() {

@@ -70,8 +70,6 @@ pub struct Compiler {
     identity: Option<String>,
     cpu: String,
     cache: Option<drti_cache::Cache>,
-    /// A started server not greeted yet (its LLVM starts while the program runs on).
-    started: Option<UnixStream>,
     /// Processes started that may not have exited yet (see `spawn::reap`).
     starters: Vec<std::process::Child>,
     session: Option<Session>,
@@ -87,9 +85,9 @@ pub struct Compiler {
 impl Compiler {
     /// A compiler reached through `endpoint`, with the cache `cache` describes (a cache
     /// that cannot be opened is one warning, and compiles go uncached). A private compiler
-    /// is only checked for here (started by [`Compiler::prestart`] or the first cache
-    /// miss: a program served by the cache never starts one); a shared one is greeted,
-    /// since its identity keys the cache. Err: there is no compiler to be had.
+    /// is only checked for here and started at the first cache miss: a program the cache
+    /// serves never starts one (starting it ahead cost such a run 10 ms of CPU). A shared
+    /// one is greeted, since its identity keys the cache. Err: no compiler can be had.
     pub fn new(endpoint: Endpoint, cache: &drti_cache::Settings, perf_map: bool) -> Result<Compiler, String> {
         let identity = match &endpoint {
             Endpoint::Spawn { program } => Some(bitcode_embed::protocol::compiler_identity(program).map_err(|e| format!("{}: {e}", program.display()))?),
@@ -108,7 +106,6 @@ impl Compiler {
             identity,
             cpu: cache_key::cpu(),
             cache,
-            started: None,
             starters: Vec::new(),
             session: None,
             restarts: Restarts::default(),
@@ -124,17 +121,6 @@ impl Compiler {
         Ok(c)
     }
 
-    /// Starts a private compiler process ahead of its first compile, so its LLVM starts
-    /// while the program runs on (no-op when one runs or none can be had).
-    pub fn prestart(&mut self) {
-        if self.started.is_none() && self.session.is_none() && self.dead.is_none() {
-            match self.open() {
-                Ok(s) => self.started = Some(s),
-                Err(e) => tracing::debug!("compiler not started ahead: {e}"),
-            }
-        }
-    }
-
     /// A new connection to the compiler.
     fn open(&mut self) -> Result<UnixStream, String> {
         crate::jitd_client::spawn::reap(&mut self.starters);
@@ -146,10 +132,7 @@ impl Compiler {
     /// The open session, greeting a started server or starting one.
     fn session(&mut self) -> Result<&mut Session, SessionError> {
         if self.session.is_none() {
-            let stream = match self.started.take() {
-                Some(s) => s,
-                None => self.open().map_err(SessionError::Gone)?,
-            };
+            let stream = self.open().map_err(SessionError::Gone)?;
             let s = Session::open(stream, HELLO_TIMEOUT)?;
             tracing::info!(pid = s.server_pid, llvm = %s.llvm, compiler = %s.identity, "compiler process ready");
             if matches!(self.endpoint, Endpoint::Connect { .. }) {
@@ -291,7 +274,6 @@ impl Compiler {
     /// linked code stays mapped and registered).
     pub fn forget_session(&mut self) {
         self.session = None;
-        self.started = None;
     }
 }
 
