@@ -21,6 +21,8 @@ pub struct Config {
     pub max_targets: usize,
     /// `DRTI_PERF_MAP`: write `/tmp/perf-<pid>.map`.
     pub perf_map: bool,
+    /// `DRTI_WARM`: compile the functions earlier runs found hot at start-up (see `warm`).
+    pub warm: bool,
     /// `DRTI_DISABLE`: do nothing at all.
     pub disable: bool,
     /// `DRTI_TEST_JIT_FAIL`: (tests only) names of functions whose compile fails on purpose.
@@ -51,6 +53,7 @@ impl Default for Config {
             jit: true,
             max_targets: 4,
             perf_map: false,
+            warm: false,
             disable: false,
             test_jit_fail: Vec::new(),
             jit_budget: 0.25,
@@ -121,6 +124,7 @@ impl Config {
         };
         c.jit = flag("DRTI_JIT", c.jit, &mut warnings);
         c.perf_map = flag("DRTI_PERF_MAP", c.perf_map, &mut warnings);
+        c.warm = flag("DRTI_WARM", c.warm, &mut warnings);
         c.disable = flag("DRTI_DISABLE", c.disable, &mut warnings);
         if let Some(v) = string("DRTI_LOG", &c.log, &mut warnings).filter(|v| !v.trim().is_empty()) {
             c.log = v;

@@ -28,6 +28,7 @@ pub mod policy;
 pub mod preload;
 pub mod profile;
 pub mod state;
+pub mod warm;
 pub mod worker;
 
 #[global_allocator]

@@ -150,6 +150,7 @@ fn run() {
     let mut last_check = Instant::now();
     let mut last_release = Instant::now();
     let mut idle_streak = 0u32;
+    let mut warm = state::lock().and_then(|a| WarmStart::open(&a.config));
     loop {
         if crate::preload::exiting() {
             // The exit handler owns the state from now on.
@@ -164,6 +165,9 @@ fn run() {
             let view = lifecycle::LoaderView::take();
             if let Some(mut agent) = state::lock() {
                 agent.reconcile(&view);
+                if let Some(w) = &mut warm {
+                    w.recall(&mut agent);
+                }
             }
             idle = false;
         }
@@ -186,6 +190,9 @@ fn run() {
             }
             profile::adapt();
             agent.settle_slots();
+            if let Some(w) = &mut warm {
+                w.inject(&mut agent, now_s);
+            }
             if agent.config.jit && crate::guardrails::out_of_memory() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }
@@ -217,7 +224,11 @@ fn run() {
                 if cache != CacheUse::Hit {
                     agent.compile_cost.entry(job.modules[0]).or_default().observe(res.cpu_ms);
                 }
+                let (module, ok) = (job.f.0, res.ok != 0);
                 apply(&mut agent, job, (res, ms), cache);
+                if let (Some(w), true) = (&warm, ok) {
+                    w.remember(&mut agent, module);
+                }
                 if let Some(why) = unavailable {
                     jit_off(&mut agent, &why);
                 }
@@ -234,6 +245,120 @@ fn run() {
         idle_streak = if idle { (idle_streak + 1).min(4) } else { 0 };
         if idle {
             std::thread::park_timeout(Duration::from_millis(1 << idle_streak));
+        }
+    }
+}
+
+/// Warm start (`DRTI_WARM=1`, see `warm`): the agent thread's view of the stored edges.
+struct WarmStart {
+    cache: drti_cache::Cache,
+    /// Modules whose stored edges were read.
+    seen: std::collections::HashSet<usize>,
+    /// Stored edges whose target module is not loaded yet: (caller module, edge).
+    pending: Vec<(usize, crate::warm::WarmEdge)>,
+}
+
+impl WarmStart {
+    /// Warm start as configured; None when off or without a cache (one warning).
+    fn open(config: &crate::config::Config) -> Option<WarmStart> {
+        if !config.warm || !config.jit {
+            return None;
+        }
+        let Some(dir) = &config.cache.dir else {
+            tracing::warn!("DRTI_WARM=1 needs the code cache (DRTI_CACHE=0, or no cache directory): no warm start");
+            return None;
+        };
+        match drti_cache::Cache::open(dir, config.cache.max_bytes) {
+            Ok(cache) => Some(WarmStart { cache, seen: Default::default(), pending: Vec::new() }),
+            Err(e) => {
+                tracing::warn!("no warm start: {e}");
+                None
+            }
+        }
+    }
+
+    /// Reads the stored edges of modules loaded since the last look.
+    fn recall(&mut self, agent: &mut Agent) {
+        for id in 0..agent.modules.len() {
+            if agent.module(id).is_none() || !self.seen.insert(id) {
+                continue;
+            }
+            let Some(hash) = hash_of(agent, id) else { continue };
+            if let drti_cache::Lookup::Hit(bytes) = self.cache.get(&crate::warm::key(&hash)) {
+                let edges = crate::warm::decode(&bytes);
+                tracing::debug!(module = %agent.modules[id].path, edges = edges.len(), "warm start: edges of earlier runs");
+                self.pending.extend(edges.into_iter().map(|e| (id, e)));
+            }
+        }
+    }
+
+    /// Marks hot the stored edges whose both ends are loaded.
+    fn inject(&mut self, agent: &mut Agent, now_s: f64) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let live: Vec<usize> = (0..agent.modules.len()).filter(|&id| agent.module(id).is_some()).collect();
+        let mut hashes = Vec::new();
+        for &id in &live {
+            if let Some(h) = hash_of(agent, id) {
+                hashes.push((h, id));
+            }
+        }
+        let pending = std::mem::take(&mut self.pending);
+        for (id, e) in pending {
+            if agent.module(id).is_none() {
+                continue; // the caller's module went away
+            }
+            let Some(&(_, tid)) = hashes.iter().find(|(h, _)| *h == e.target_module) else {
+                self.pending.push((id, e));
+                continue;
+            };
+            let Some(m) = agent.module(tid) else { continue };
+            let Some(tf) = (0..m.blob.header().n_functions).find(|&f| m.blob.function_name(f) == e.target) else { continue };
+            let target = m.function_address(tf);
+            let Some(caller) = agent.module(id).and_then(|m| m.blob.site(e.site)).map(|s| (id, s.function)) else { continue };
+            let key = (id, e.site, target);
+            if !agent.edges.map.contains_key(&key) {
+                let callee = agent.resolve(target);
+                agent.edges.map.insert(key, Edge { calls: 0, recent: 0, samples: 0, state: EdgeState::Cold, callee, reason: None, rate: Default::default() });
+            }
+            let threshold = crate::policy::evidence_needed(agent.config.hot_threshold, 0);
+            let Some(mut edge) = agent.edges.map.get_mut(&key) else { continue };
+            if edge.state != EdgeState::Cold {
+                continue;
+            }
+            // The evidence of the earlier run: hot, at its last rate.
+            edge.state = EdgeState::Hot;
+            edge.recent = edge.recent.max(threshold);
+            edge.rate.observe(e.calls_per_s, now_s, 1.0);
+            drop(edge);
+            agent.want_tools = true;
+            tracing::debug!(caller = %agent.function_name(caller.0, caller.1), target = %e.target, "edge hot (warm start)");
+            queue(agent, caller);
+        }
+    }
+
+    /// Stores the edges module `id` has inlined now, for later runs.
+    fn remember(&self, agent: &mut Agent, id: usize) {
+        let inlined: Vec<((usize, u32, u64), usize, u32, f64)> = agent
+            .edges
+            .map
+            .iter()
+            .filter(|e| e.key().0 == id && e.state == EdgeState::Inlined)
+            .filter_map(|e| match e.callee {
+                Callee::Decorated { module, function } => Some((*e.key(), module, function, e.rate.per_s)),
+                Callee::Outside { .. } => None,
+            })
+            .collect();
+        let Some(hash) = hash_of(agent, id) else { return };
+        let mut edges = Vec::new();
+        for ((_, site, _), module, function, calls_per_s) in inlined {
+            let Some(target_module) = hash_of(agent, module) else { continue };
+            edges.push(crate::warm::WarmEdge { site, target_module, target: agent.function_name(module, function), calls_per_s });
+        }
+        edges.sort_by(|a, b| (a.site, &a.target).cmp(&(b.site, &b.target)));
+        if let Err(e) = self.cache.put(&crate::warm::key(&hash), &crate::warm::encode(&edges)) {
+            tracing::debug!("warm start: cannot store the edges: {e}");
         }
     }
 }

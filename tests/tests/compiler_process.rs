@@ -121,6 +121,33 @@ fn a_second_run_is_served_by_the_cache() {
 }
 
 #[test]
+fn warm_start_compiles_what_an_earlier_run_found_hot_before_it_gets_hot() {
+    let d = scratch("cp_warm");
+    let cache = d.join("cache");
+    let c = cache.to_str().unwrap();
+    let want = plain("3000");
+    let first = d.join("first.json");
+    same_as_plain(&output_within(with_agent_cmd("3000", &first, &[("DRTI_CACHE_DIR", c), ("DRTI_WARM", "1")]), LIMIT), &want, "first run");
+    let compiled: Vec<String> = read_dump_typed(&first).compiles.iter().filter(|c| c.ok).map(|c| c.function.clone()).collect();
+    assert!(!compiled.is_empty());
+    // No edge can get hot in these runs (a threshold no program reaches): only warm start
+    // compiles, and without DRTI_WARM nothing is.
+    let never = [("DRTI_CACHE_DIR", c), ("DRTI_HOT_THRESHOLD", "1000000000")];
+    let cold = d.join("cold.json");
+    same_as_plain(&output_within(with_agent_cmd("3000", &cold, &never), LIMIT), &want, "without DRTI_WARM");
+    assert!(read_dump_typed(&cold).compiles.is_empty());
+    let warm = d.join("warm.json");
+    let env = [never[0], never[1], ("DRTI_WARM", "1")];
+    same_as_plain(&output_within(with_agent_cmd("3000", &warm, &env), LIMIT), &want, "DRTI_WARM=1");
+    let v = read_dump_typed(&warm);
+    let mut again: Vec<String> = v.compiles.iter().filter(|c| c.ok && c.cache.as_deref() == Some("hit")).map(|c| c.function.clone()).collect();
+    let mut compiled = compiled;
+    compiled.sort();
+    again.sort();
+    assert_eq!(again, compiled, "every function the first run compiled is patched from the cache at start");
+}
+
+#[test]
 fn twenty_processes_share_one_cache() {
     let d = scratch("cp_twenty");
     let cache = d.join("cache");

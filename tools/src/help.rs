@@ -32,6 +32,8 @@ Agent environment (LD_PRELOAD=libdrti_agent.so ./app):
   DRTI_CACHE=0|1        0 = no persistent code cache (1)
   DRTI_CACHE_DIR=DIR    the code cache (absolute; $XDG_CACHE_HOME/drti, else ~/.cache/drti)
   DRTI_CACHE_MAX_MB=N   cache size bound; least recently used entries go first (256)
+  DRTI_WARM=0|1         1 = compile at start-up what earlier runs of the same modules
+                        inlined (edges kept in the cache directory) (0)
   DRTI_LOG=FILTER       tracing filter, e.g. info or drti_agent::jit=debug (warn)
   DRTI_LOG_FILE=PATH    write the log there instead of stderr
   DRTI_DUMP=PATH        write the JSON dump there at exit
