@@ -166,6 +166,10 @@ extern "C" uint32_t *drti_osr_analyze(LLVMValueRef fv, const LLVMValueRef *calls
   LoopInfo li(dt);
   std::vector<Candidate> cands;
   for (Loop *l : li.getLoopsInPreorder()) {
+    // A continuation enters H by a plain branch, and a check goes after H's PHIs: neither
+    // works for an exception-handling pad.
+    if (l->getHeader()->isEHPad())
+      continue;
     Candidate c{l->getLoopDepth(), block_index.at(l->getHeader()), l, {}};
     for (size_t k = 0; k < n_calls; ++k) {
       auto *call = dyn_cast_or_null<Instruction>(unwrap(calls[k]));

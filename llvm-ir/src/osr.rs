@@ -5,7 +5,8 @@
 //! (which builds Fc and refuses a request that does not match), both on the same clean IR:
 //!
 //! * a **point** is the header H of a loop of F (LLVM LoopInfo) whose blocks contain at
-//!   least one of F's indirect calls ([`crate::ir::indirect_calls`]); at most
+//!   least one of F's indirect calls ([`crate::ir::indirect_calls`]) and that is not an
+//!   exception-handling pad (a landing pad is entered by unwinding only); at most
 //!   [`MAX_POINTS`] per function, outermost loops first, then in block order;
 //! * its **live set** (at the start of H, just after H's PHIs): every PHI of H, then every
 //!   argument and every instruction whose block strictly dominates H that has a use in a
@@ -389,6 +390,29 @@ exit:
         let m = Module::parse(&text(""));
         assert_eq!(osr_blocker(m.f("f")), None);
         assert_eq!(osr_points(m.f("f")).len(), 1);
+    }
+
+    #[test]
+    fn a_landing_pad_that_heads_a_loop_is_no_point() {
+        // `again: try { fp(); } catch (...) { goto again; }` shaped so that the landing pad
+        // is the only way into the loop: its header.
+        let m = Module::parse(
+            r#"
+declare i32 @__gxx_personality_v0(...)
+define void @f(ptr %fp) personality ptr @__gxx_personality_v0 {
+entry:
+  invoke void %fp(i32 0) to label %exit unwind label %lpad
+lpad:
+  %lp = landingpad { ptr, i32 } catch ptr null
+  invoke void %fp(i32 1) to label %exit unwind label %lpad
+exit:
+  ret void
+}
+"#,
+        );
+        let f = m.f("f");
+        assert_eq!(osr_blocker(f), None);
+        assert_eq!(osr_points(f), vec![]);
     }
 
     #[test]
