@@ -792,6 +792,9 @@ impl Job {
             countdown_offset: offset.unwrap_or(0),
             countdown_static: offset.is_some() as u32,
             inject_failure: self.inject_failure as u32,
+            osr_header: NO_OSR,
+            osr_live: std::ptr::null(),
+            n_osr_live: 0,
         };
         let started = Instant::now();
         if let Some(ms) = test_compile_delay() {

@@ -104,6 +104,7 @@ fn request() -> CompileRequest {
         probes: vec![],
         countdown_static: false,
         inject_failure: false,
+        osr: None,
     }
 }
 

@@ -8,7 +8,7 @@
 //! the duration of the call only; the JIT copies what it keeps.
 
 /// Bumped on any change to the types or functions below.
-pub const JIT_ABI_VERSION: u32 = 5;
+pub const JIT_ABI_VERSION: u32 = 6;
 
 /// The `len` elements at `ptr` of a request (empty when `len` is 0, whatever `ptr` is).
 ///
@@ -176,7 +176,24 @@ pub struct JitRequest {
     pub countdown_static: u32,
     /// Test hook: non-zero makes the JIT fail this compile with an injected error.
     pub inject_failure: u32,
+    /// [`NO_OSR`] for F+; otherwise compile the OSR continuation of F's point whose loop
+    /// header is this block (index in F's block list) instead: a function that takes the
+    /// header's live values, in the order of `osr_live`, and finishes F's activation.
+    pub osr_header: u32,
+    /// The point's live values (`OsrLive` encoding: argument `i` = `i | OSR_LIVE_ARG`,
+    /// instruction `j` of F counted over all blocks = `j`); the JIT checks them against
+    /// its own analysis of F.
+    pub osr_live: *const u32,
+    /// Number of `osr_live`; 0 with [`NO_OSR`].
+    pub n_osr_live: usize,
 }
+
+/// `osr_header` of a request for F+ (no continuation).
+pub const NO_OSR: u32 = u32::MAX;
+
+/// Marks a live value that is F's parameter (the low bits are its index); without it, the
+/// value is F's instruction of that index.
+pub const OSR_LIVE_ARG: u32 = 0x8000_0000;
 
 /// Size of the error text buffer in [`JitResult`].
 pub const JIT_ERROR_LEN: usize = 1024;

@@ -4,8 +4,8 @@
 //! compiler's: stand-in addresses for the same structure, so the object's symbols
 //! (`symbols`) name places in this request.
 
-use crate::jit_abi::{array, text, JitOwner, JitRequest};
-use crate::protocol::{CompileRequest, FnRef, Hash, ModuleUse, ProbeReq, SiteReq, TargetReq};
+use crate::jit_abi::{array, text, JitOwner, JitRequest, NO_OSR};
+use crate::protocol::{CompileRequest, FnRef, Hash, ModuleUse, OsrReq, ProbeReq, SiteReq, TargetReq};
 
 /// The portable form of `req`, whose modules have the embedded-bitcode hashes `hashes`
 /// (in the request's module order). Null globals (weak symbols nothing defines) are listed
@@ -45,6 +45,7 @@ pub unsafe fn portable_request(req: &JitRequest, hashes: &[Hash], id: u64) -> Re
         probes,
         countdown_static: req.countdown_static != 0,
         inject_failure: req.inject_failure != 0,
+        osr: (req.osr_header != NO_OSR).then(|| OsrReq { header: req.osr_header, live: unsafe { array(req.osr_live, req.n_osr_live) }.to_vec() }),
     })
 }
 
@@ -90,6 +91,9 @@ mod tests {
             countdown_offset: -64,
             countdown_static: 1,
             inject_failure: 0,
+            osr_header: NO_OSR,
+            osr_live: std::ptr::null(),
+            n_osr_live: 0,
         };
         let h = [[1u8; 32], [2u8; 32]];
         // SAFETY: every pointer points at a local alive for the call.
@@ -103,6 +107,7 @@ mod tests {
         assert_eq!(p.sites[1].sample_site, Some(7));
         assert_eq!(p.probes, vec![ProbeReq { owner: None, ordinal: 1, site: 5 }]);
         assert!(p.countdown_static && !p.inject_failure);
+        assert_eq!(p.osr, None);
         // The same structure in another process (other addresses) is the same request.
         let mut moved = req;
         moved.sample_fn = 0x8000;
@@ -110,5 +115,12 @@ mod tests {
         assert_eq!(unsafe { portable_request(&moved, &h, 5) }.unwrap(), p);
         // SAFETY: as above.
         assert!(unsafe { portable_request(&req, &h[..1], 5) }.is_err(), "a module without a hash");
+        // A continuation: the point's header and live values go along.
+        let live = [OSR_LIVE_ARG, OSR_LIVE_ARG | 2, 9];
+        let osr = JitRequest { osr_header: 4, osr_live: live.as_ptr(), n_osr_live: 3, ..req };
+        // SAFETY: as above.
+        let q = unsafe { portable_request(&osr, &h, 5) }.unwrap();
+        assert_eq!(q.osr, Some(OsrReq { header: 4, live: live.to_vec() }));
+        assert_eq!(CompileRequest { osr: None, ..q }, p, "the rest of the request is the same");
     }
 }

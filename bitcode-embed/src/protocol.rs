@@ -23,7 +23,7 @@
 use std::io::{Read, Write};
 
 /// Bumped on any change to the messages or their encoding.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// First bytes of every frame.
 pub const MAGIC: [u8; 4] = *b"DRTQ";
 /// Largest payload either side accepts (bitcode is at most 1 GiB, see `format`).
@@ -96,6 +96,15 @@ pub struct ProbeReq {
     pub site: u32,
 }
 
+/// An OSR continuation asked for instead of F+ (`jit_abi::JitRequest::osr_header`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OsrReq {
+    /// Index of the loop header in F's block list.
+    pub header: u32,
+    /// The header's live values (`jit_abi::OSR_LIVE_ARG` encoding), in parameter order.
+    pub live: Vec<u32>,
+}
+
 /// A compile request. The order of `modules` numbers them: the symbols of the object that
 /// comes back are named after those numbers (`drti_jit::symbolic`), so the requester
 /// resolves them against the same list.
@@ -118,6 +127,8 @@ pub struct CompileRequest {
     pub countdown_static: bool,
     /// Tests only (`DRTI_TEST_JIT_FAIL`): the compile fails on purpose after optimising.
     pub inject_failure: bool,
+    /// Some: compile the continuation of this OSR point of the function instead of F+.
+    pub osr: Option<OsrReq>,
 }
 
 /// Milliseconds per phase of a compile, as `jit_abi::JitResult` reports them.
@@ -425,6 +436,17 @@ impl Message {
                 }
                 e.u32(r.countdown_static as u32);
                 e.u32(r.inject_failure as u32);
+                match &r.osr {
+                    None => e.u32(0),
+                    Some(o) => {
+                        e.u32(1);
+                        e.u32(o.header);
+                        e.u32(o.live.len() as u32);
+                        for &l in &o.live {
+                            e.u32(l);
+                        }
+                    }
+                }
                 COMPILE
             }
             Message::NeedModules { id, hashes } => {
@@ -520,7 +542,16 @@ impl Message {
                 }
                 let countdown_static = d.u32("countdown flag")? != 0;
                 let inject_failure = d.u32("failure flag")? != 0;
-                Message::Compile(CompileRequest { id, opt_level, modules, function, sites, probes, countdown_static, inject_failure })
+                let osr = match d.u32("osr flag")? {
+                    0 => None,
+                    1 => {
+                        let header = d.u32("osr header")?;
+                        let n = d.count("osr live values", 4)?;
+                        Some(OsrReq { header, live: (0..n).map(|_| d.u32("osr live value")).collect::<Result<_, _>>()? })
+                    }
+                    k => return malformed(format!("osr flag {k}")),
+                };
+                Message::Compile(CompileRequest { id, opt_level, modules, function, sites, probes, countdown_static, inject_failure, osr })
             }
             NEED_MODULES => {
                 let id = d.u64("id")?;
@@ -619,6 +650,29 @@ mod tests {
                 probes: vec![ProbeReq { owner: Some(f(2, "b")), ordinal: 1, site: 6 }],
                 countdown_static: true,
                 inject_failure: false,
+                osr: None,
+            }),
+            Message::Compile(CompileRequest {
+                id: 10,
+                opt_level: 2,
+                modules: vec![ModuleUse { hash: [1; 32], null_globals: vec![] }],
+                function: f(1, "main"),
+                sites: vec![SiteReq { owner: None, ordinal: 2, targets: vec![TargetReq { function: f(1, "a"), slot: false }], sample_site: Some(1) }],
+                probes: vec![],
+                countdown_static: false,
+                inject_failure: false,
+                osr: Some(OsrReq { header: 3, live: vec![0x8000_0000, 0x8000_0002, 7, 12] }),
+            }),
+            Message::Compile(CompileRequest {
+                id: 11,
+                opt_level: 3,
+                modules: vec![ModuleUse { hash: [1; 32], null_globals: vec![] }],
+                function: f(1, "main"),
+                sites: vec![],
+                probes: vec![],
+                countdown_static: false,
+                inject_failure: false,
+                osr: Some(OsrReq { header: 1, live: vec![] }),
             }),
             Message::NeedModules { id: 9, hashes: vec![[1; 32], [2; 32]] },
             Message::Compiled(CompileResult {

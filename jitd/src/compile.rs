@@ -2,7 +2,8 @@
 //! addresses are stand-ins (unique, never dereferenced: the JIT only names them), compiled
 //! to a portable object (`drti_jit::compile_object`), whose symbols are named after the
 //! request's structure (module order, site and target positions), so the requesting agent
-//! resolves them with its own addresses.
+//! resolves them with its own addresses. A request for an OSR continuation passes its
+//! point on; the object's entry is then the continuation.
 
 use crate::{Compiler, StoredModule};
 use bitcode_embed::jit_abi::*;
@@ -130,6 +131,9 @@ impl Compiler for JitCompiler {
             countdown_offset: if req.countdown_static { stand_in(SAMPLER, 0, 2) as i64 } else { 0 },
             countdown_static: req.countdown_static as u32,
             inject_failure: req.inject_failure as u32,
+            osr_header: req.osr.as_ref().map_or(NO_OSR, |o| o.header),
+            osr_live: req.osr.as_ref().map_or(std::ptr::null(), |o| o.live.as_ptr()),
+            n_osr_live: req.osr.as_ref().map_or(0, |o| o.live.len()),
         };
         // SAFETY: every pointer of the request points into `mods`, `tables`, `targets`,
         // `sites`, `probes` or `req`, all alive until the call returns; stand-in addresses

@@ -110,6 +110,7 @@ mod tests {
             probes: vec![],
             countdown_static: false,
             inject_failure: false,
+            osr: None,
         };
         let put = Message::PutModule { hash, compressed, raw_size: bitcode.len() as u64, globals: vec!["f".into()] };
         let (got, end) = exchange(vec![hello(PROTOCOL_VERSION), Message::Compile(req.clone()), put, Message::Compile(req)]);

@@ -50,6 +50,7 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
         probes: vec![],
         countdown_static: false,
         inject_failure: false,
+        osr: None,
     };
     let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
     let conn = ep.open(None).expect("start drti-jitd");
@@ -94,6 +95,9 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
         countdown_offset: 0,
         countdown_static: 0,
         inject_failure: 0,
+        osr_header: NO_OSR,
+        osr_live: std::ptr::null(),
+        n_osr_live: 0,
     };
     // SAFETY: the request points at locals of this function, alive until it returns.
     let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };

@@ -14,6 +14,9 @@
 //! before the copy is inlined, so F+ composes the specialisations of everything it
 //! inlines (the agent bounds the depth). Unguarded sites named by the request keep
 //! sampling ([`probe`]).
+//! A request may ask for an OSR continuation of F instead of F+ ([`osr`]): F's body
+//! entered at a loop header with the header's live values as parameters; the same steps
+//! then run on it.
 //! The time of each phase goes back in the result. Everything the JIT or LLVM has to
 //! say goes to the caller's log ([`report`]). The perf map is the agent's (it links the
 //! code).
@@ -24,6 +27,7 @@ pub mod checks;
 pub mod guard;
 pub mod object;
 pub mod orc;
+pub mod osr;
 pub mod pipeline;
 pub mod probe;
 pub mod report;
@@ -110,11 +114,11 @@ pub unsafe extern "C" fn drti_jit_compile(req: *const JitRequest, out: *mut JitR
     run(req, out, None);
 }
 
-/// F+ as a relocatable object: its bytes and the symbol of F+ in it.
+/// F+ (or an OSR continuation) as a relocatable object: its bytes and its entry symbol.
 pub struct ObjectCode {
     /// An x86-64 ELF relocatable object.
     pub bytes: Vec<u8>,
-    /// The symbol of F+.
+    /// The symbol of F+, or of the continuation when the request asked for one.
     pub entry: String,
 }
 
@@ -248,6 +252,8 @@ struct Plan {
     sampler: probe::Sampler,
     inject_failure: bool,
     opt_level: u32,
+    /// Some: compile the continuation of this OSR point (header block, live values).
+    osr: Option<(u32, Vec<u32>)>,
 }
 
 /// The owner a request names.
@@ -303,6 +309,7 @@ fn read_request(req: &JitRequest) -> Result<Plan, String> {
             sampler,
             inject_failure: req.inject_failure != 0,
             opt_level: req.opt_level,
+            osr: (req.osr_header != NO_OSR).then(|| (req.osr_header, array(req.osr_live, req.n_osr_live).to_vec())),
         };
         let n = plan.modules.len();
         let bad_owner = |o: &Owner| o.as_ref().is_some_and(|(m, _)| *m >= n);
@@ -381,6 +388,8 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
     }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let plus = format!("drti.plus.{n}.{}", plan.function);
+    // The object's entry: F+, or the continuation that replaces it.
+    let entry = if plan.osr.is_some() { format!("drti.osr.{n}.{}", plan.function) } else { plus.clone() };
     let mut cache_guard = CACHE.lock().unwrap_or_else(|p| p.into_inner());
     let cache = cache_guard.get_or_insert_with(cache::Cache::new);
     cache.begin();
@@ -436,8 +445,23 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
 
     let fplus = named_function(main.0, &plus).ok_or("F+ vanished")?;
     // The indirect calls of every function holding a site (F+ or a target's copy),
-    // listed before guards and probes change them.
-    let mut calls: HashMap<Owner, (String, Vec<LLVMValueRef>)> = HashMap::new();
+    // listed before guards and probes change them; None: a call of F that the
+    // continuation does not reach.
+    let mut calls: HashMap<Owner, (String, Vec<Option<LLVMValueRef>>)> = HashMap::new();
+    let fplus = match &plan.osr {
+        None => fplus,
+        Some((header, live)) => {
+            if ir::instructions(fplus).len() != ir::instructions(f).len() {
+                return Err(Failure::Error(format!("the copy of {} does not have its instructions", plan.function)));
+            }
+            let c = osr::build(fplus, &plan.function, *header, live, &entry).map_err(|e| match e {
+                osr::OsrError::Rejected(why) => Failure::Rejected(why),
+                osr::OsrError::Error(why) => Failure::Error(why),
+            })?;
+            calls.insert(None, (plan.function.clone(), c.calls));
+            c.function
+        }
+    };
     for owner in plan.sites.iter().map(|s| &s.owner).chain(plan.probes.iter().map(|p| &p.owner)) {
         if calls.contains_key(owner) {
             continue;
@@ -449,17 +473,20 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
                 (named_function(main.0, body).ok_or("inlined copy vanished while linking")?, key.1.clone())
             }
         };
-        calls.insert(owner.clone(), (label, ir::indirect_calls(holder)));
+        calls.insert(owner.clone(), (label, ir::indirect_calls(holder).into_iter().map(Some).collect()));
     }
-    let site_call = |owner: &Owner, ordinal: u32| -> Result<LLVMValueRef, Failure> {
+    // A site's call; Ok(None) when a continuation left it out (nothing to guard there).
+    let site_call = |owner: &Owner, ordinal: u32| -> Result<Option<LLVMValueRef>, Failure> {
         let (label, list) = &calls[owner];
         Ok(*list.get(ordinal as usize).ok_or_else(|| format!("site #{ordinal} not found in {label}"))?)
     };
     for p in &plan.probes {
-        probe::probe_site(main.0, site_call(&p.owner, p.ordinal)?, &plan.sampler, p.area, p.site);
+        if let Some(call) = site_call(&p.owner, p.ordinal)? {
+            probe::probe_site(main.0, call, &plan.sampler, p.area, p.site);
+        }
     }
     for (i, s) in plan.sites.iter().enumerate() {
-        let call = site_call(&s.owner, s.ordinal)?;
+        let Some(call) = site_call(&s.owner, s.ordinal)? else { continue };
         let guarded: Vec<guard::Guarded> = s
             .targets
             .iter()
@@ -490,13 +517,13 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
             return Err(Failure::Error(format!("LLVM error while compiling: {errors}")));
         }
         let size = bytes.len() as u64;
-        *slot = Some(ObjectCode { bytes, entry: plus });
+        *slot = Some(ObjectCode { bytes, entry });
         return Ok((0, size, 0));
     }
     let session = SESSION.lock().unwrap_or_else(|p| p.into_inner());
     let session = session.as_ref().ok_or("JIT not initialised")?;
     let module = std::mem::replace(&mut main.0, std::ptr::null_mut());
-    let (addr, rt) = session.add_and_lookup(cache.tsc(), module, &plus)?;
+    let (addr, rt) = session.add_and_lookup(cache.tsc(), module, &entry)?;
     phases.codegen = codegen_started.elapsed().as_secs_f64() * 1e3;
     if let Some(errors) = report::take_errors() {
         // LLVM reported an error but went on (e.g. bad inline assembly is left out of
@@ -504,7 +531,7 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
         session.release(rt);
         return Err(Failure::Error(format!("LLVM error while compiling: {errors}")));
     }
-    let size = orc::code_size(&plus);
+    let size = orc::code_size(&entry);
     TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
     Ok((addr, size, n))
 }

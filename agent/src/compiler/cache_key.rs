@@ -84,6 +84,7 @@ mod tests {
             probes: vec![],
             countdown_static: true,
             inject_failure: false,
+            osr: None,
         }
     }
 

@@ -75,6 +75,9 @@ pub fn request(module: &JitModule, function: &str, sites: &[JitSite], probes: &[
         countdown_offset: 0,
         countdown_static: 0,
         inject_failure: 0,
+        osr_header: NO_OSR,
+        osr_live: std::ptr::null(),
+        n_osr_live: 0,
     }
 }
 
