@@ -106,6 +106,22 @@ impl Module {
             .then(|| self.runtime as u64 + runtime_slots_offset(self.blob.header().n_sites) + r.slot as u64 * 8)
     }
 
+    /// Address of the OSR slot of index `slot` (`OsrRecord::slot`: the redirect-slot array
+    /// holds the points' slots after the functions'), if it is inside the area.
+    pub fn osr_slot(&self, slot: u32) -> Option<u64> {
+        (slot < self.blob.header().n_slots).then(|| self.runtime as u64 + runtime_slots_offset(self.blob.header().n_sites) + slot as u64 * 8)
+    }
+
+    /// F's OSR points (`crate::osr`), from the module's metadata.
+    pub fn osr_points(&self, f: u32) -> Vec<crate::osr::Point> {
+        self.blob
+            .osr_points()
+            .enumerate()
+            .filter(|(_, r)| r.function == f)
+            .map(|(i, r)| crate::osr::Point { index: i as u32, header: r.header, live: self.blob.osr_live(&r).collect(), slot: r.slot, sites: self.blob.osr_sites(&r).collect() })
+            .collect()
+    }
+
     /// Turns the sampling of function `f`'s sites off (`off`) or on in its profiled twin:
     /// one word per site in the runtime area, which F.prof reads before counting, so even
     /// an activation that never returns (a loop in `main`) stops paying once F is decided.

@@ -22,6 +22,7 @@ pub mod guardrails;
 pub mod jitd_client;
 pub mod lifecycle;
 pub mod link;
+pub mod osr;
 pub mod patch;
 pub mod perf_map;
 pub mod policy;

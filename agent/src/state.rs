@@ -100,6 +100,12 @@ pub struct Agent {
     pub want_tools: bool,
     /// How long starting the compiler took on the agent thread (once per process).
     pub jit_load_ms: Option<f64>,
+    /// OSR points whose slot holds a continuation: (module, point index).
+    pub osr_armed: std::collections::HashSet<(usize, u32)>,
+    /// Compiled functions with an activation still in their twin (see `worker::record`),
+    /// waiting for an OSR continuation; and the samples that showed it.
+    pub osr_wanted: std::collections::HashSet<(usize, u32)>,
+    pub stuck_samples: HashMap<(usize, u32), u32>,
     /// Every F+ installed or retired, until released.
     pub code: crate::code_owner::CodeOwner,
     /// Set in a fork child that could not inherit its parent's state.
@@ -174,6 +180,9 @@ fn fresh(config: Config) -> Agent {
         profiling: true,
         slot_off: HashMap::new(),
         sites_off: Default::default(),
+        osr_armed: Default::default(),
+        osr_wanted: Default::default(),
+        stuck_samples: Default::default(),
         decided: HashMap::new(),
         site_baseline: HashMap::new(),
         last_decide: None,

@@ -49,6 +49,8 @@ const MAX_DEOPTS: u32 = 3;
 const MIN_SHARE: u64 = 20;
 /// Interval between guard-miss checks (and attempts to free retired code).
 const MISS_CHECK: Duration = Duration::from_millis(100);
+/// Samples of sites an F+ guards, from F's twin, that show an activation stuck in it.
+const STUCK_SAMPLES: u32 = 3;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// A compile is running (set around the unlocked part of a compile).
@@ -447,6 +449,18 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     let given_up = st.0 == FnStatus::Given;
     let threshold = crate::policy::evidence_needed(agent.config.hot_threshold, st.1);
     let mut got_hot = false;
+    // A sample of a site the installed F+ guards for this target comes from F's twin: an
+    // activation that entered F before the patch and has not returned (a loop).
+    let from_stuck_twin = st.0 == FnStatus::Optimised && agent.edges.map.get(&key).is_some_and(|e| e.state == EdgeState::Inlined);
+    if let (true, Some(f)) = (from_stuck_twin, caller) {
+        let n = agent.stuck_samples.entry(f).or_default();
+        *n += 1;
+        if *n == STUCK_SAMPLES && agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
+            tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
+            agent.osr_wanted.insert(f);
+            queue(agent, f);
+        }
+    }
     if let Some(mut e) = agent.edges.map.get_mut(&key) {
         e.calls += s.weight as u64;
         e.recent += s.weight as u64;
@@ -537,11 +551,14 @@ fn next_compile(agent: &mut Agent) -> Option<(usize, u32)> {
         }
     });
     for e in agent.edges.map.iter() {
-        if e.state != EdgeState::Hot {
-            continue;
-        }
         let (mid, site, _) = *e.key();
         let Some(&(fi, _)) = agent.modules.get(mid).and_then(|m| m.site_info.get(site as usize)) else { continue };
+        // A function waiting for an OSR continuation is worth its inlined edges' calls: the
+        // stuck activation makes them in the twin.
+        let counts = e.state == EdgeState::Hot || (e.state == EdgeState::Inlined && agent.osr_wanted.contains(&(mid, fi)));
+        if !counts {
+            continue;
+        }
         let r = e.rate.at(now_s);
         if let Some(x) = rate.get_mut(&(mid, fi)) {
             *x += r;
@@ -723,6 +740,15 @@ struct Job {
     nested: Vec<DumpNested>,
     /// What F+ covers (see [`Coverage`]).
     coverage: Coverage,
+    /// A continuation for this OSR point of F instead of F+.
+    osr: Option<OsrJob>,
+}
+
+/// An OSR continuation to compile and arm.
+struct OsrJob {
+    point: crate::osr::Point,
+    /// Address of the point's slot in F's runtime area.
+    slot: u64,
 }
 
 impl Job {
@@ -792,16 +818,19 @@ impl Job {
             countdown_offset: offset.unwrap_or(0),
             countdown_static: offset.is_some() as u32,
             inject_failure: self.inject_failure as u32,
-            osr_header: NO_OSR,
-            osr_live: std::ptr::null(),
-            n_osr_live: 0,
+            osr_header: self.osr.as_ref().map_or(NO_OSR, |o| o.point.header),
+            osr_live: self.osr.as_ref().map_or(std::ptr::null(), |o| o.point.live.as_ptr()),
+            n_osr_live: self.osr.as_ref().map_or(0, |o| o.point.live.len()),
         };
         let started = Instant::now();
         if let Some(ms) = test_compile_delay() {
             std::thread::sleep(ms);
         }
         let inlined: Vec<&str> = self.target_names.iter().flatten().map(String::as_str).collect();
-        let map_name = format!("drti:{}+[{}]", self.name, inlined.join(","));
+        let map_name = match &self.osr {
+            Some(o) => format!("drti:{}@osr{}+[{}]", self.name, o.point.header, inlined.join(",")),
+            None => format!("drti:{}+[{}]", self.name, inlined.join(",")),
+        };
         let mut data = |h: &bitcode_embed::protocol::Hash| self.module_data(h);
         let modules = crate::compiler::Modules { hashes: &self.hashes, data: &mut data };
         let out = lock_compiler(&self.compiler).compile(&req, modules, self.bases.first().copied(), &map_name);
@@ -853,19 +882,12 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
     }
     let (id, fi) = f;
     let name = agent.function_name(id, fi);
-    if name == "main" {
-        // main runs once; without on-stack replacement a new main would never be entered.
-        let why = "main is entered only once (no on-stack replacement)".to_owned();
-        if let Some(rec) = agent.module(id).and_then(|m| m.blob.function(fi)) {
-            for s in rec.first_site..rec.first_site + rec.n_sites {
-                for (key, _) in agent.edges.of_site(id, s) {
-                    agent.edges.set_state(key, EdgeState::Rejected, Some(why.clone()));
-                }
-            }
-        }
-        give_up(agent, f, &name, &why, true);
-        return None;
-    }
+    // main runs once: a new main would never be entered, so its hot loops move by
+    // on-stack replacement (`osr`) instead, or it is not compiled at all. So do those of
+    // a compiled F whose twin keeps sampling sites its F+ guards (`record`): an
+    // activation from before the patch is still in its loop.
+    let stuck = agent.osr_wanted.remove(&f);
+    let entered_once = name == "main" || stuck;
     let compiler = match &agent.compiler {
         Some(Ok(j)) => j.clone(),
         Some(Err(e)) => {
@@ -910,6 +932,44 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         planned.extend(next.iter().copied());
         level = next;
     }
+    let osr = if entered_once {
+        let hot: Vec<u32> = plans.iter().filter(|p| p.owner == f).map(|p| p.ordinal).collect();
+        let points = agent.module(id).map(|m| m.osr_points(fi)).unwrap_or_default();
+        let armed: Vec<u32> = agent.osr_armed.iter().filter(|(m, _)| *m == id).map(|&(_, i)| i).collect();
+        match crate::osr::choose(&points, &hot, &armed) {
+            Some(i) => {
+                let p = points[i].clone();
+                let slot = agent.module(id).and_then(|m| m.osr_slot(p.slot));
+                slot.map(|slot| OsrJob { point: p, slot })
+            }
+            None if stuck => {
+                // F+ stays as it is; only the activation in the twin cannot be moved.
+                let patched = agent.patches.iter().any(|p| p.owner == f && p.active);
+                agent.functions.entry(f).or_default().0 = if patched { FnStatus::Optimised } else { FnStatus::Profiling };
+                return None;
+            }
+            None => {
+                let why = if hot.is_empty() {
+                    "main is entered only once".to_owned()
+                } else {
+                    "main is entered only once and no loop with an OSR point holds its hot sites".to_owned()
+                };
+                if let Some(rec) = agent.module(id).and_then(|m| m.blob.function(fi)) {
+                    for s in rec.first_site..rec.first_site + rec.n_sites {
+                        for (key, _) in agent.edges.of_site(id, s) {
+                            if agent.edges.map.get(&key).is_some_and(|e| e.state != EdgeState::Inlined) {
+                                agent.edges.set_state(key, EdgeState::Rejected, Some(why.clone()));
+                            }
+                        }
+                    }
+                }
+                give_up(agent, f, &name, &why, true);
+                return None;
+            }
+        }
+    } else {
+        None
+    };
     if !plans.iter().any(|p| p.owner == f) {
         tracing::debug!(function = %name, "nothing to inline (no hot decorated target)");
         if let Some(i) = agent.patches.iter().position(|p| p.owner == f && p.active) {
@@ -1018,6 +1078,7 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
         probe_names,
         nested,
         coverage: Coverage { owners: considered, edges: included },
+        osr,
     })
 }
 
@@ -1040,7 +1101,13 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), cache: CacheU
     let plans = &job.plans;
     // F's own sites' targets; the nested ones are listed apart.
     let inlined: Vec<String> = plans.iter().zip(&job.target_names).filter(|(p, _)| p.owner == f).flat_map(|(_, n)| n.iter().cloned()).collect();
-    let extra = || CompileRecord { nested: job.nested.clone(), sampled_sites: job.probes.len() as u32, cache: cache.dump_name().map(str::to_owned), ..Default::default() };
+    let extra = || CompileRecord {
+        nested: job.nested.clone(),
+        sampled_sites: job.probes.len() as u32,
+        cache: cache.dump_name().map(str::to_owned),
+        osr_header: job.osr.as_ref().map(|o| o.point.header),
+        ..Default::default()
+    };
     if res.ok == 0 {
         job.discard(&res);
     }
@@ -1069,6 +1136,11 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), cache: CacheU
         return;
     }
 
+    if job.osr.is_some() {
+        let record = extra();
+        arm(agent, job, (res, ms), record);
+        return;
+    }
     // Point F's entry at F+ (or re-point an existing patch), while F's object is held.
     let (id, fi) = f;
     let entry = agent.module(id).map(|m| m.function_address(fi)).unwrap_or(0);
@@ -1161,6 +1233,42 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), cache: CacheU
             give_up(agent, f, &name, &err, false);
         }
     }
+}
+
+/// Stores a compiled OSR continuation in its point's slot (under the lock): every
+/// activation of F running the twin's loop moves into it at its next iteration. The code is
+/// never freed (an activation may stay in it for the rest of the process).
+fn arm(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), record: CompileRecord) {
+    let (f, name) = (job.f, job.name.clone());
+    let Some(osr) = &job.osr else { return };
+    let inlined: Vec<String> = job.plans.iter().zip(&job.target_names).filter(|(p, _)| p.owner == f).flat_map(|(_, n)| n.iter().cloned()).collect();
+    let hot_to_patch_ms = agent.functions.get(&f).and_then(|s| s.2).map(|t| t.elapsed().as_secs_f64() * 1e3);
+    let seen_to_patch_ms = job.first_seen_s.map(|s| (agent.started.elapsed().as_secs_f64() - s) * 1e3);
+    // SAFETY: the slot is the point's, in F's runtime area, mapped while F's object is not
+    // closing (this `touching` section); `res.code` is the continuation compiled for this
+    // point's live values with F's return type, and it is never freed.
+    let armed = lifecycle::touching(&[job.bases[0]], || unsafe { (*(osr.slot as *const std::sync::atomic::AtomicU64)).store(res.code, Ordering::Release) });
+    if armed.is_none() {
+        // F's object is closing: nothing to move.
+        job.discard(&res);
+        return;
+    }
+    agent.osr_armed.insert((f.0, osr.point.index));
+    agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: Some((&res).into()), ..record });
+    for p in &job.plans {
+        for &(k, included) in &p.edges {
+            if included {
+                agent.edges.set_state(k, EdgeState::Inlined, None);
+            }
+        }
+    }
+    // F's entry is as it was: F+ if F was compiled, else its twin (main's is never called
+    // again); a hot loop elsewhere in F gets the next point's continuation.
+    let patched = agent.patches.iter().any(|p| p.owner == f && p.active);
+    let st = agent.functions.entry(f).or_default();
+    st.0 = if patched { FnStatus::Optimised } else { FnStatus::Profiling };
+    st.2 = None;
+    tracing::info!(function = %name, header = osr.point.header, inlined = ?inlined, compile_ms = ms, hot_to_patch_ms, "OSR continuation armed at {:#x}", res.code);
 }
 
 /// Marks `f` as never to be compiled again, with one log line.

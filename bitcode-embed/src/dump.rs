@@ -157,6 +157,11 @@ pub struct DumpCompile {
     /// it was compiled (and stored); null when the cache is off.
     #[serde(default)]
     pub cache: Option<String>,
+    /// For an on-stack-replacement continuation (not F+): the loop header's block index
+    /// in F; the continuation was stored in that point's slot, so F's running activation
+    /// moves into it at its next iteration.
+    #[serde(default)]
+    pub osr_header: Option<u32>,
 }
 
 /// A site of an inlined target, guarded inside the target's copy in F+.
