@@ -105,7 +105,7 @@ pub struct Agent {
     /// Compiled functions with an activation still in their twin (see `worker::record`),
     /// waiting for an OSR continuation; and the samples that showed it.
     pub osr_wanted: std::collections::HashSet<(usize, u32)>,
-    pub stuck_samples: HashMap<(usize, u32), u32>,
+    pub stuck_samples: HashMap<(usize, u32), (f64, f64, u32)>,
     /// Every F+ installed or retired, until released.
     pub code: crate::code_owner::CodeOwner,
     /// Set in a fork child that could not inherit its parent's state.

@@ -49,8 +49,10 @@ const MAX_DEOPTS: u32 = 3;
 const MIN_SHARE: u64 = 20;
 /// Interval between guard-miss checks (and attempts to free retired code).
 const MISS_CHECK: Duration = Duration::from_millis(100);
-/// Samples of sites an F+ guards, from F's twin, that show an activation stuck in it.
+/// Samples of sites an F+ guards, from F's twin, that show an activation stuck in it, and
+/// the seconds they must span.
 const STUCK_SAMPLES: u32 = 3;
+const STUCK_AFTER_S: f64 = 0.05;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// A compile is running (set around the unlocked part of a compile).
@@ -453,9 +455,18 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     // activation that entered F before the patch and has not returned (a loop).
     let from_stuck_twin = st.0 == FnStatus::Optimised && agent.edges.map.get(&key).is_some_and(|e| e.state == EdgeState::Inlined);
     if let (true, Some(f)) = (from_stuck_twin, caller) {
-        let n = agent.stuck_samples.entry(f).or_default();
+        // Activations in flight at the patch (a recursion, a call that was running) leave
+        // the twin within milliseconds; one that keeps sampling after STUCK_AFTER_S is in
+        // a loop.
+        let (first, last, n) = agent.stuck_samples.entry(f).or_insert((now_s, now_s, 0));
+        if now_s - *last > STUCK_AFTER_S {
+            // A pause: what came before was activations in flight, not a loop.
+            (*first, *n) = (now_s, 0);
+        }
+        *last = now_s;
         *n += 1;
-        if *n == STUCK_SAMPLES && agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
+        if *n >= STUCK_SAMPLES && now_s - *first >= STUCK_AFTER_S && !agent.osr_wanted.contains(&f) && agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
+            agent.stuck_samples.remove(&f);
             tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
             agent.osr_wanted.insert(f);
             queue(agent, f);
