@@ -336,6 +336,7 @@ mod tests {
                     nested: vec![DumpNested { owner: "twice".into(), ordinal: 0, targets: vec!["inc".into()] }],
                     sampled_sites: 1,
                     cache: Some("miss".into()),
+                    osr_header: None,
                 },
                 DumpCompile { function: "run".into(), ok: false, error: Some("setjmp".into()), ..Default::default() },
             ],
