@@ -106,6 +106,9 @@ pub struct Agent {
     /// waiting for an OSR continuation; and the samples that showed it.
     pub osr_wanted: std::collections::HashSet<(usize, u32)>,
     pub stuck_samples: HashMap<(usize, u32), (f64, f64, u32)>,
+    /// (module, site) pairs compiled code has ever sampled (unguarded sites of F+ and of
+    /// the copies inlined in it): their samples may not come from a twin.
+    pub probed_sites: std::collections::HashSet<(usize, u32)>,
     /// Every F+ installed or retired, until released.
     pub code: crate::code_owner::CodeOwner,
     /// Set in a fork child that could not inherit its parent's state.
@@ -183,6 +186,7 @@ fn fresh(config: Config) -> Agent {
         osr_armed: Default::default(),
         osr_wanted: Default::default(),
         stuck_samples: Default::default(),
+        probed_sites: Default::default(),
         decided: HashMap::new(),
         site_baseline: HashMap::new(),
         last_decide: None,
@@ -418,6 +422,10 @@ impl Agent {
         self.slot_off.retain(|f, _| f.0 != id);
         self.sites_off.retain(|f| f.0 != id);
         self.decided.retain(|f, _| f.0 != id);
+        self.osr_armed.retain(|p| p.0 != id);
+        self.osr_wanted.retain(|f| f.0 != id);
+        self.stuck_samples.retain(|f, _| f.0 != id);
+        self.probed_sites.retain(|p| p.0 != id);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.
         let gone: Vec<crate::edges::EdgeKey> = self

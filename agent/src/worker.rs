@@ -453,7 +453,9 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     let mut got_hot = false;
     // A sample of a site the installed F+ guards for this target comes from F's twin: an
     // activation that entered F before the patch and has not returned (a loop).
-    let from_stuck_twin = st.0 == FnStatus::Optimised && agent.edges.map.get(&key).is_some_and(|e| e.state == EdgeState::Inlined);
+    // Unless compiled code samples the site too (a copy of F inlined elsewhere, whose
+    // site is left unguarded): its samples cannot be told apart.
+    let from_stuck_twin = st.0 == FnStatus::Optimised && !agent.probed_sites.contains(&(id, s.site)) && agent.edges.map.get(&key).is_some_and(|e| e.state == EdgeState::Inlined);
     if let (true, Some(f)) = (from_stuck_twin, caller) {
         // Activations in flight at the patch (a recursion, a call that was running) leave
         // the twin within milliseconds; one that keeps sampling after STUCK_AFTER_S is in
@@ -1191,6 +1193,7 @@ fn apply(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), cache: CacheU
             let inlined_fns: Vec<(usize, u32)> = plans.iter().flat_map(|p| p.targets.iter().map(|&(_, m, g)| (m, g))).collect();
             let slots: Vec<GuardSlot> = job.slots.iter().flatten().flatten().copied().collect();
             agent.code.install(res.handle, res.code, res.code_size, slots);
+            agent.probed_sites.extend(job.probes.iter().map(|p| (p.owner.0, p.site)));
             if let Some(old) = old_code {
                 agent.code.retire(old);
             }
@@ -1265,6 +1268,7 @@ fn arm(agent: &mut Agent, job: Job, (res, ms): (JitResult, f64), record: Compile
         return;
     }
     agent.osr_armed.insert((f.0, osr.point.index));
+    agent.probed_sites.extend(job.probes.iter().map(|p| (p.owner.0, p.site)));
     agent.compiles.push(CompileRecord { function: name.clone(), inlined: inlined.clone(), ms, code_bytes: res.code_size, ok: true, error: None, hot_to_patch_ms, seen_to_patch_ms, phases: Some((&res).into()), ..record });
     for p in &job.plans {
         for &(k, included) in &p.edges {

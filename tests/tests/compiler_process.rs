@@ -109,10 +109,15 @@ fn a_second_run_is_served_by_the_cache() {
     let second = d.join("second.json");
     same_as_plain(&output_within(with_agent_cmd("3000", &second, &[("DRTI_CACHE_DIR", c)]), LIMIT), &want, "second run");
     let v2 = read_dump_typed(&second);
-    assert!(v2.compiles.iter().all(|c| c.ok && c.cache.as_deref() == Some("hit")), "every compile of the second run comes from the cache: {:?}", v2.compiles.iter().map(|c| (&c.function, &c.cache, &c.error)).collect::<Vec<_>>());
-    assert!(v2.compiles.len() >= 50, "{} compiles in the second run", v2.compiles.len());
+    // Every F+ of the second run comes from the cache. (main's on-stack-replacement
+    // continuations inline whichever driver was hot when its loop was moved, which
+    // depends on timing: they may differ from run to run.)
+    let fplus: Vec<&DumpCompile> = v2.compiles.iter().filter(|c| c.osr_header.is_none()).collect();
+    assert!(fplus.iter().all(|c| c.ok && c.cache.as_deref() == Some("hit")), "every F+ of the second run comes from the cache: {:?}", v2.compiles.iter().map(|c| (&c.function, &c.cache, &c.error, c.osr_header)).collect::<Vec<_>>());
+    assert!(fplus.len() >= 50, "{} compiles in the second run", fplus.len());
+    assert!(v2.compiles.iter().all(|c| c.ok), "{:?}", v2.compiles.iter().map(|c| (&c.function, &c.error)).collect::<Vec<_>>());
     // Served from the cache, nothing was compiled: no phases, no compile CPU.
-    assert!(v2.compiles.iter().all(|c| c.phases.as_ref().is_none_or(|p| p.cpu_ms == 0.0)), "cache hits report compile time");
+    assert!(fplus.iter().all(|c| c.phases.as_ref().is_none_or(|p| p.cpu_ms == 0.0)), "cache hits report compile time");
     // Off: no cache use is recorded.
     let off = d.join("off.json");
     same_as_plain(&output_within(with_agent_cmd("3000", &off, &[("DRTI_CACHE_DIR", c), ("DRTI_CACHE", "0")]), LIMIT), &want, "cache off");
@@ -128,7 +133,9 @@ fn warm_start_compiles_what_an_earlier_run_found_hot_before_it_gets_hot() {
     let want = plain("3000");
     let first = d.join("first.json");
     same_as_plain(&output_within(with_agent_cmd("3000", &first, &[("DRTI_CACHE_DIR", c), ("DRTI_WARM", "1")]), LIMIT), &want, "first run");
-    let compiled: Vec<String> = read_dump_typed(&first).compiles.iter().filter(|c| c.ok).map(|c| c.function.clone()).collect();
+    // F+ only: main's on-stack-replacement continuations are not warm-started (the loop they
+    // move is not running yet at start-up).
+    let compiled: Vec<String> = read_dump_typed(&first).compiles.iter().filter(|c| c.ok && c.osr_header.is_none()).map(|c| c.function.clone()).collect();
     assert!(!compiled.is_empty());
     // No edge can get hot in these runs (a threshold no program reaches): only warm start
     // compiles, and without DRTI_WARM nothing is.
@@ -140,10 +147,12 @@ fn warm_start_compiles_what_an_earlier_run_found_hot_before_it_gets_hot() {
     let env = [never[0], never[1], ("DRTI_WARM", "1")];
     same_as_plain(&output_within(with_agent_cmd("3000", &warm, &env), LIMIT), &want, "DRTI_WARM=1");
     let v = read_dump_typed(&warm);
-    let mut again: Vec<String> = v.compiles.iter().filter(|c| c.ok && c.cache.as_deref() == Some("hit")).map(|c| c.function.clone()).collect();
+    let mut again: Vec<String> = v.compiles.iter().filter(|c| c.ok && c.osr_header.is_none() && c.cache.as_deref() == Some("hit")).map(|c| c.function.clone()).collect();
     let mut compiled = compiled;
     compiled.sort();
+    compiled.dedup();
     again.sort();
+    again.dedup();
     assert_eq!(again, compiled, "every function the first run compiled is patched from the cache at start");
 }
 
