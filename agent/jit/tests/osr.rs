@@ -249,14 +249,20 @@ fn an_inner_loop_continues_and_the_outer_loop_recomputes_its_values() {
     // SAFETY: the types are the library's functions' and the continuation's.
     let (grid, grid_t, twice, fc): (Grid, GridT, Op, GridFc) = unsafe { (func(&b, "grid"), func(&b, "grid_t"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
     let (rows, cols) = (5i64, 100i64);
-    let m: Vec<i64> = (0..rows * cols).map(|k| (k * 13) % 97 - 40).collect();
+    // Leaked: a continuation that never finishes keeps reading it.
+    let m: &'static [i64] = Vec::leak((0..rows * cols).map(|k| (k * 13) % 97 - 40).collect());
     // Row 3, column 37: s holds rows 0-2, t the first 37 columns of row 3.
     let (r, c) = (3i64, 37i64);
     let s = grid(twice, m.as_ptr(), r as i32, cols as i32);
     let t = grid_t(twice, m.as_ptr(), r as i32, cols as i32, c as i32);
     // SAFETY: `r * cols` is inside `m`.
     let row = unsafe { m.as_ptr().add((r * cols) as usize) };
-    let got = fc(twice, m.as_ptr(), cols, true, rows, cols, r, s, r * cols, row, r + 1, c, t);
+    // A continuation that kept row 3's values for later rows would never leave the outer
+    // loop (its exit test compares r + 1): it runs on a thread of its own, with a limit.
+    let (mp, rp) = (m.as_ptr() as usize, row as usize);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fc(twice, mp as *const i64, cols, true, rows, cols, r, s, r * cols, rp as *const i64, r + 1, c, t)));
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the continuation did not finish");
     assert_eq!(got, grid(twice, m.as_ptr(), rows as i32, cols as i32));
     assert_eq!(read(&misses), 0);
 }
