@@ -1,4 +1,5 @@
-//! The on-disk / in-memory layout of drti metadata, version 4.
+//! The on-disk / in-memory layout of drti metadata, version 5 (version 4 blobs, which have
+//! no OSR points, are still read).
 //!
 //! # How the agent finds a decorated module
 //! Every decorated object file carries one ELF note in a section named `.note.drti`
@@ -18,7 +19,8 @@
 //!
 //! # The blob
 //! A self-contained byte string, every offset relative to its start:
-//! `BlobHeader | FunctionRecord[n_functions] | SiteRecord[n_sites] | GlobalRecord[n_globals]
+//! `BlobHeader | FunctionRecord[n_functions] | SiteRecord[n_sites] | OsrRecord[n_osr]
+//! | u32 osr_live[n_osr_live] | u32 osr_sites[n_osr_sites] | GlobalRecord[n_globals]
 //! | strings | zstd(bitcode)`. It is written by [`crate::writer`] and validated by
 //! [`crate::reader`] before anything in it is trusted.
 //!
@@ -35,7 +37,8 @@
 //! `i32` word per call site at [`RUNTIME_SITES_OFFSET`] (0: F.prof samples the site; the
 //! agent stores 1 once it has decided about the site's function, so an activation still in
 //! F.prof stops counting), then (from the next 8-byte boundary, see
-//! [`runtime_slots_offset`]) one 8-byte redirect slot per redirectable function. Decorated
+//! [`runtime_slots_offset`]) the 8-byte redirect slots: one per redirectable function, then
+//! (version 5) one per OSR point ([`OsrRecord::slot`], same index space). Decorated
 //! code only reads the runtime area, so no cache line of it is written by application threads.
 //!
 //! # Sampling (version 4: two versions of each redirectable function)
@@ -66,6 +69,14 @@
 //! attributes, and `musttail` leaves no frame of F behind (unwinding and varargs pass
 //! through). A function with sites whose entry cannot be made so (see
 //! [`FUNCTION_NO_REDIRECT`]) gets no slot and no profiled sites: the agent never compiles it.
+//!
+//! # OSR points (version 5: moving a running loop into compiled code)
+//! A redirect slot only catches F's next call; an activation that never returns (a loop in
+//! `main`) runs F.prof forever. So F.prof (never F: F stays clang's code) checks, at the head
+//! of each loop with indirect calls ([`OsrRecord`], at most 8 per function), one more slot
+//! of the runtime area: `t = load atomic osr_slot (acquire); if t != null { return t(live...) }`.
+//! The agent stores a continuation compiled for that loop there; the activation moves into
+//! it at its next iteration, handing over the values live at the loop header.
 
 /// Name of the ELF note (and of the section that holds it).
 pub const NOTE_NAME: &[u8] = b"drti";
@@ -82,8 +93,13 @@ pub const NOTE_DESC_OFFSET: usize = 20;
 
 /// First eight bytes of every blob.
 pub const MAGIC: [u8; 8] = *b"DRTIMOD\0";
-/// The metadata version this crate writes and reads.
-pub const VERSION: u32 = 4;
+/// The metadata version this crate writes (and reads, with [`VERSION_V4`]).
+pub const VERSION: u32 = 5;
+/// The previous version, still read: the same layout without OSR points (its header ends
+/// at [`BlobHeader::n_osr`], which was a reserved zero word, and has no OSR tables).
+pub const VERSION_V4: u32 = 4;
+/// Size of a version 4 header.
+pub const HEADER_SIZE_V4: u32 = 128;
 
 /// Upper bound on the decompressed bitcode a reader accepts (guards against zip bombs).
 pub const MAX_BITCODE_RAW: u64 = 1 << 30;
@@ -132,8 +148,18 @@ pub struct BlobHeader {
     pub n_slots: u32,
     /// Number of address-table slots (version 4): `n_globals`, then one per profiled entry.
     pub n_addrs: u32,
-    /// Reserved, zero.
-    pub reserved: u32,
+    /// Number of [`OsrRecord`]s (version 5; a reserved zero word in version 4).
+    pub n_osr: u32,
+    /// Number of `u32` live refs in the OSR live table (version 5).
+    pub n_osr_live: u32,
+    /// Number of `u32` site ordinals in the OSR site table (version 5).
+    pub n_osr_sites: u32,
+    /// Offset of the OSR records (version 5).
+    pub osr_off: u64,
+    /// Offset of the OSR live table (version 5): `u32` live refs, see [`OSR_LIVE_ARG`].
+    pub osr_live_off: u64,
+    /// Offset of the OSR site table (version 5): `u32` site ordinals.
+    pub osr_sites_off: u64,
 }
 
 /// One global value referenced by the clean bitcode; index `i` matches address slot `i`.
@@ -229,6 +255,37 @@ pub const SITE_INVOKE: u32 = 1;
 /// The callee type is variadic.
 pub const SITE_VARARG: u32 = 2;
 
+/// One OSR point (version 5): the header of a loop of a decorated function F that holds
+/// indirect calls, where F's profiled twin checks slot [`OsrRecord::slot`] of the runtime
+/// area at every iteration. While the slot is null the twin goes on; once the agent stores
+/// the address of a continuation `Fc(live...) -> F's return type` (C calling convention, no
+/// parameter or return attributes) there, the twin calls it with its copies of the live
+/// values and returns what it returns. Points, their live sets and order are the rule of
+/// `drti_llvm_ir::osr` on the clean bitcode; the JIT recomputes them from it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OsrRecord {
+    /// Index of the [`FunctionRecord`] (a [`FUNCTION_PATCHABLE`] one with a profiled twin).
+    pub function: u32,
+    /// Index of the loop header in F's basic-block list (clean bitcode).
+    pub header: u32,
+    /// Index of the point's first live ref in the OSR live table.
+    pub first_live: u32,
+    /// Number of live refs (the continuation's parameters, in order).
+    pub n_live: u32,
+    /// Index of the point's OSR slot in the runtime area's slot array (after every
+    /// function's redirect slot).
+    pub slot: u32,
+    /// Index of the point's first site ordinal in the OSR site table.
+    pub first_site: u32,
+    /// Number of F's sites inside the loop (ordinals, [`SiteRecord::ordinal`]).
+    pub n_sites: u32,
+}
+
+/// Bit of an OSR live ref that marks F's parameter `ref & !OSR_LIVE_ARG`; without it the
+/// ref is F's instruction of that index (every instruction of every block, in order).
+pub const OSR_LIVE_ARG: u32 = 0x8000_0000;
+
 /// Offset of the per-site words in the runtime area (after `hook` and `reserved`).
 pub const RUNTIME_SITES_OFFSET: usize = 16;
 
@@ -246,7 +303,8 @@ pub struct RuntimeAreaHeader {
 /// Size of [`RuntimeAreaHeader`]; the per-site words start there.
 pub const RUNTIME_COUNTERS_OFFSET: usize = core::mem::size_of::<RuntimeAreaHeader>();
 
-/// Offset of the first redirect slot in a runtime area with `n_sites` per-site words: their end
+/// Offset of the first redirect slot in a runtime area with `n_sites` per-site words (OSR
+/// slots included, they follow the functions' slots): their end
 /// rounded up to 8 (the slots are 8-byte aligned for single-copy atomicity).
 pub const fn runtime_slots_offset(n_sites: u32) -> u64 {
     (RUNTIME_COUNTERS_OFFSET as u64 + n_sites as u64 * 4 + 7) & !7

@@ -4,8 +4,9 @@
 //! size, that every table lies inside the blob without overlapping the header, that every
 //! string offset points at a NUL-terminated UTF-8 string inside the string table, and that
 //! every cross-reference (function → global, function → sites, site → function, function →
-//! redirect slot, function → profiled entry) is in range, and that no two functions share a
-//! redirect slot or a profiled entry.
+//! redirect slot, function → profiled entry, OSR point → function, live refs, sites, slot)
+//! is in range, and that no two functions or OSR points share a redirect slot, no two
+//! functions a profiled entry.
 //! It never panics and never reads outside the slice it was given.
 
 use crate::format::*;
@@ -31,7 +32,7 @@ impl fmt::Display for Error {
         match self {
             Error::Truncated { what, need, have } => write!(f, "truncated {what}: need {need} bytes, have {have}"),
             Error::BadMagic => write!(f, "bad magic (not drti metadata)"),
-            Error::UnsupportedVersion(v) => write!(f, "drti metadata version {v}, this reader reads {VERSION}"),
+            Error::UnsupportedVersion(v) => write!(f, "drti metadata version {v}, this reader reads {VERSION_V4} and {VERSION}"),
             Error::Invalid { what, detail } => write!(f, "invalid {what}: {detail}"),
             Error::Bitcode(e) => write!(f, "bad bitcode payload: {e}"),
         }
@@ -64,15 +65,28 @@ fn read_pod<T: crate::writer::Pod>(bytes: &[u8], off: u64) -> Option<T> {
 }
 
 /// Reads just the header, for callers that must learn `total_size` before they can hand
-/// over the whole blob (the agent, reading process memory).
+/// over the whole blob (the agent, reading process memory). A version 4 header reads as a
+/// version 5 one without OSR points.
 pub fn parse_header(bytes: &[u8]) -> Result<BlobHeader, Error> {
     let need = std::mem::size_of::<BlobHeader>() as u64;
     if bytes.len() >= 8 && bytes[..8] != MAGIC {
         return Err(Error::BadMagic);
     }
-    let header: BlobHeader =
-        read_pod(bytes, 0).ok_or(Error::Truncated { what: "header", need, have: bytes.len() as u64 })?;
-    if header.version != VERSION {
+    let version: Option<u32> = read_pod(bytes, 8);
+    let (header, need) = match version {
+        Some(VERSION_V4) => {
+            // The first 128 bytes; the rest (OSR counts and offsets) stays zero.
+            let v4 = HEADER_SIZE_V4 as usize;
+            let have = bytes.get(..v4).ok_or(Error::Truncated { what: "header", need: v4 as u64, have: bytes.len() as u64 })?;
+            let mut buf = [0u8; std::mem::size_of::<BlobHeader>()];
+            buf[..v4].copy_from_slice(have);
+            let mut h: BlobHeader = read_pod(&buf, 0).expect("buffer holds a header");
+            h.n_osr = 0;
+            (h, v4 as u64)
+        }
+        _ => (read_pod(bytes, 0).ok_or(Error::Truncated { what: "header", need, have: bytes.len() as u64 })?, need),
+    };
+    if header.version != VERSION && header.version != VERSION_V4 {
         return Err(Error::UnsupportedVersion(header.version));
     }
     if (header.header_size as u64) < need || header.header_size as u64 > header.total_size {
@@ -103,6 +117,11 @@ impl<'a> Blob<'a> {
         table("function table", h.functions_off, h.n_functions as u64, std::mem::size_of::<FunctionRecord>())?;
         table("site table", h.sites_off, h.n_sites as u64, std::mem::size_of::<SiteRecord>())?;
         table("global table", h.globals_off, h.n_globals as u64, std::mem::size_of::<GlobalRecord>())?;
+        if h.version >= VERSION {
+            table("OSR table", h.osr_off, h.n_osr as u64, std::mem::size_of::<OsrRecord>())?;
+            table("OSR live table", h.osr_live_off, h.n_osr_live as u64, 4)?;
+            table("OSR site table", h.osr_sites_off, h.n_osr_sites as u64, 4)?;
+        }
         table("string table", h.strings_off, h.strings_size, 1)?;
         table("bitcode", h.bitcode_off, h.bitcode_size, 1)?;
         if h.bitcode_raw_size > MAX_BITCODE_RAW {
@@ -176,7 +195,53 @@ impl<'a> Blob<'a> {
                 return Err(invalid("site record", format!("site {i} is not within function {}'s sites", s.function)));
             }
         }
+        blob.check_osr(&mut taken)?;
         Ok(blob)
+    }
+
+    /// Validates the OSR points: records grouped by function in order, each of a redirectable
+    /// function with a profiled twin, at distinct headers; live refs and site ordinals in
+    /// contiguous runs that cover their tables; every ordinal one of the function's sites;
+    /// every slot in range and not `taken` (by a function or another point).
+    fn check_osr(&self, taken: &mut [bool]) -> Result<(), Error> {
+        let h = &self.header;
+        let (mut next_live, mut next_site) = (0u64, 0u64);
+        let mut prev_function = 0u32;
+        let mut headers = std::collections::HashSet::new();
+        for (i, p) in self.osr_points().enumerate() {
+            let bad = |detail: String| invalid("OSR record", format!("point {i}: {detail}"));
+            let f = self.function(p.function).ok_or_else(|| bad(format!("function {} of {}", p.function, h.n_functions)))?;
+            if f.flags & FUNCTION_PATCHABLE == 0 || f.profiled == NO_PROFILED {
+                return Err(bad(format!("function {} has no redirect slot or no profiled twin", p.function)));
+            }
+            if p.function < prev_function || !headers.insert((p.function, p.header)) {
+                return Err(bad(format!("function {} header {}: out of function order or repeated", p.function, p.header)));
+            }
+            prev_function = p.function;
+            if p.first_live as u64 != next_live || p.first_site as u64 != next_site {
+                return Err(bad(format!("live refs at {} / sites at {} (expected {next_live} / {next_site})", p.first_live, p.first_site)));
+            }
+            next_live += p.n_live as u64;
+            next_site += p.n_sites as u64;
+            if next_live > h.n_osr_live as u64 || next_site > h.n_osr_sites as u64 {
+                return Err(bad("live refs or sites beyond their tables".into()));
+            }
+            if p.n_sites == 0 {
+                return Err(bad("a loop without sites".into()));
+            }
+            let ordinals: std::collections::HashSet<u32> = (f.first_site..f.first_site + f.n_sites).filter_map(|s| self.site(s)).map(|s| s.ordinal).collect();
+            if let Some(o) = self.osr_sites(&p).find(|o| !ordinals.contains(o)) {
+                return Err(bad(format!("site ordinal {o} is not one of function {}'s sites", p.function)));
+            }
+            let seen = taken.get_mut(p.slot as usize).ok_or_else(|| bad(format!("slot {} of {}", p.slot, h.n_slots)))?;
+            if std::mem::replace(seen, true) {
+                return Err(bad(format!("slot {} is already taken", p.slot)));
+            }
+        }
+        if next_live != h.n_osr_live as u64 || next_site != h.n_osr_sites as u64 {
+            return Err(invalid("OSR tables", format!("{} live refs and {} sites, points own {next_live} and {next_site}", h.n_osr_live, h.n_osr_sites)));
+        }
+        Ok(())
     }
 
     /// The validated header.
@@ -221,6 +286,33 @@ impl<'a> Blob<'a> {
     /// All site records.
     pub fn sites(&self) -> impl Iterator<Item = SiteRecord> + '_ {
         (0..self.header.n_sites).filter_map(move |i| self.site(i))
+    }
+
+    /// OSR point `i` (version 5; a version 4 blob has none).
+    pub fn osr_point(&self, i: u32) -> Option<OsrRecord> {
+        (i < self.header.n_osr).then(|| read_pod(self.bytes, self.header.osr_off + i as u64 * std::mem::size_of::<OsrRecord>() as u64)).flatten()
+    }
+
+    /// All OSR points, grouped by function in function order.
+    pub fn osr_points(&self) -> impl Iterator<Item = OsrRecord> + '_ {
+        (0..self.header.n_osr).filter_map(move |i| self.osr_point(i))
+    }
+
+    /// The encoded live refs of point `p` ([`OSR_LIVE_ARG`]), the continuation's parameters
+    /// in order.
+    pub fn osr_live(&self, p: &OsrRecord) -> impl Iterator<Item = u32> + '_ {
+        self.u32_run(self.header.osr_live_off, self.header.n_osr_live, p.first_live, p.n_live)
+    }
+
+    /// The site ordinals of point `p` (F's sites inside the loop).
+    pub fn osr_sites(&self, p: &OsrRecord) -> impl Iterator<Item = u32> + '_ {
+        self.u32_run(self.header.osr_sites_off, self.header.n_osr_sites, p.first_site, p.n_sites)
+    }
+
+    /// Words `first..first+n` of the `u32` table at `off` of `len` words (only those in it).
+    fn u32_run(&self, off: u64, len: u32, first: u32, n: u32) -> impl Iterator<Item = u32> + '_ {
+        let end = (first as u64 + n as u64).min(len as u64);
+        (first as u64..end).filter_map(move |k| read_pod::<u32>(self.bytes, off + k * 4))
     }
 
     /// Global `i`.

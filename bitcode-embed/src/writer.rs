@@ -8,6 +8,9 @@ use std::collections::HashMap;
 pub struct BlobWriter {
     functions: Vec<FunctionRecord>,
     sites: Vec<SiteRecord>,
+    osr: Vec<OsrRecord>,
+    osr_live: Vec<u32>,
+    osr_sites: Vec<u32>,
     globals: Vec<GlobalRecord>,
     strings: Vec<u8>,
     interned: HashMap<String, u32>,
@@ -81,6 +84,27 @@ impl BlobWriter {
         (self.sites.len() - 1) as u32
     }
 
+    /// Adds an OSR point to the most recently added function: loop header block `header`,
+    /// live refs `live` (encoded, see [`OSR_LIVE_ARG`]), runtime-area slot `slot` (after
+    /// every function's redirect slot), the ordinals of the sites in the loop; returns its
+    /// index.
+    pub fn osr_point(&mut self, header: u32, live: &[u32], slot: u32, sites: &[u32]) -> u32 {
+        let function = self.functions.len().checked_sub(1).expect("osr_point() before function()") as u32;
+        self.osr.push(OsrRecord {
+            function,
+            header,
+            first_live: self.osr_live.len() as u32,
+            n_live: live.len() as u32,
+            slot,
+            first_site: self.osr_sites.len() as u32,
+            n_sites: sites.len() as u32,
+        });
+        self.osr_live.extend_from_slice(live);
+        self.osr_sites.extend_from_slice(sites);
+        self.n_slots = self.n_slots.max(slot + 1);
+        (self.osr.len() - 1) as u32
+    }
+
     /// Number of sites added so far.
     pub fn site_count(&self) -> u32 {
         self.sites.len() as u32
@@ -92,7 +116,10 @@ impl BlobWriter {
         let hdr = std::mem::size_of::<BlobHeader>() as u64;
         let functions_off = hdr;
         let sites_off = functions_off + (self.functions.len() * std::mem::size_of::<FunctionRecord>()) as u64;
-        let globals_off = sites_off + (self.sites.len() * std::mem::size_of::<SiteRecord>()) as u64;
+        let osr_off = sites_off + (self.sites.len() * std::mem::size_of::<SiteRecord>()) as u64;
+        let osr_live_off = osr_off + (self.osr.len() * std::mem::size_of::<OsrRecord>()) as u64;
+        let osr_sites_off = osr_live_off + (self.osr_live.len() * 4) as u64;
+        let globals_off = osr_sites_off + (self.osr_sites.len() * 4) as u64;
         let strings_off = globals_off + (self.globals.len() * std::mem::size_of::<GlobalRecord>()) as u64;
         let bitcode_off = strings_off + self.strings.len() as u64;
         let total_size = bitcode_off + compressed.len() as u64;
@@ -117,12 +144,20 @@ impl BlobWriter {
             source_name: self.source_name,
             n_slots: self.n_slots,
             n_addrs: self.globals.len() as u32 + self.n_profiled,
-            reserved: 0,
+            n_osr: self.osr.len() as u32,
+            n_osr_live: self.osr_live.len() as u32,
+            n_osr_sites: self.osr_sites.len() as u32,
+            osr_off,
+            osr_live_off,
+            osr_sites_off,
         };
         let mut out = Vec::with_capacity(total_size as usize);
         out.extend_from_slice(as_bytes(std::slice::from_ref(&header)));
         out.extend_from_slice(as_bytes(&self.functions));
         out.extend_from_slice(as_bytes(&self.sites));
+        out.extend_from_slice(as_bytes(&self.osr));
+        out.extend_from_slice(as_bytes(&self.osr_live));
+        out.extend_from_slice(as_bytes(&self.osr_sites));
         out.extend_from_slice(as_bytes(&self.globals));
         out.extend_from_slice(&self.strings);
         out.extend_from_slice(&compressed);
@@ -143,4 +178,6 @@ pub(crate) trait Pod: Copy {}
 impl Pod for BlobHeader {}
 impl Pod for FunctionRecord {}
 impl Pod for SiteRecord {}
+impl Pod for OsrRecord {}
+impl Pod for u32 {}
 impl Pod for GlobalRecord {}

@@ -14,11 +14,42 @@ fn sample() -> Vec<u8> {
     w.profiled_entry();
     w.site(0, 0);
     w.site(1, SITE_INVOKE);
+    // Two loops in apply (the inner one holds site 1 only), one in twice; their OSR slots
+    // follow the two functions' redirect slots.
+    w.osr_point(3, &[OSR_LIVE_ARG, 5], 2, &[0, 1]);
+    w.osr_point(5, &[7], 3, &[1]);
     w.function(twice, FUNCTION_DECORATED, 0);
     w.profiled_entry();
     w.site(0, 0);
+    w.osr_point(1, &[], 4, &[0]);
     w.function(vfn, FUNCTION_NO_REDIRECT, NO_SLOT);
-    w.finish(b"BC\xc0\xde pretend bitcode, long enough to compress a little bit bit bit").unwrap()
+    w.finish(BITCODE).unwrap()
+}
+
+const BITCODE: &[u8] = b"BC\xc0\xde pretend bitcode, long enough to compress a little bit bit bit";
+
+/// A version 4 blob (no OSR points): `sample()`'s records without the points, laid out
+/// with the 128-byte header of version 4, `reserved` (now `n_osr`) set to `reserved`.
+fn sample_v4(reserved: u32) -> Vec<u8> {
+    let mut w = BlobWriter::new("demo.c");
+    let apply = w.global("apply", GLOBAL_KIND_FUNCTION, GLOBAL_DEFINED);
+    w.function(apply, FUNCTION_DECORATED, 0);
+    w.profiled_entry();
+    w.site(0, 0);
+    let v5 = w.finish(BITCODE).unwrap();
+    let h = header(&v5);
+    assert_eq!((h.n_osr, h.header_size), (0, 160));
+    let shift = (h.header_size - HEADER_SIZE_V4) as u64;
+    let mut v4 = v5[..HEADER_SIZE_V4 as usize].to_vec();
+    v4.extend_from_slice(&v5[h.header_size as usize..]);
+    put(&mut v4, 8, VERSION_V4 as u64, 4);
+    put(&mut v4, 12, HEADER_SIZE_V4 as u64, 4);
+    put(&mut v4, 16, h.total_size - shift, 8);
+    for (off, v) in [(40, h.functions_off), (48, h.sites_off), (56, h.globals_off), (64, h.strings_off), (80, h.bitcode_off)] {
+        put(&mut v4, off, v - shift, 8);
+    }
+    put(&mut v4, 124, reserved as u64, 4);
+    v4
 }
 
 fn header(b: &[u8]) -> BlobHeader {
@@ -38,7 +69,6 @@ fn valid_blob_round_trips() {
     assert_eq!(blob.function_name(0), "apply");
     assert_eq!(blob.function(0).unwrap().n_sites, 2);
     assert_eq!(blob.site(1).unwrap().flags, SITE_INVOKE);
-    assert_eq!(blob.header().n_slots, 2);
     assert_eq!((blob.function(0).unwrap().slot, blob.function(1).unwrap().slot), (1, 0));
     assert_ne!(blob.function(0).unwrap().flags & FUNCTION_PATCHABLE, 0);
     assert_eq!(blob.function(2).unwrap().slot, NO_SLOT);
@@ -49,6 +79,39 @@ fn valid_blob_round_trips() {
     assert_eq!((blob.function(0).unwrap().profiled, blob.function(1).unwrap().profiled), (4, 5));
     assert_eq!(blob.function(2).unwrap().profiled, NO_PROFILED);
     assert!(blob.bitcode().unwrap().starts_with(b"BC\xc0\xde"));
+    // OSR points: grouped by function, live refs and sites in order, slots after the
+    // functions' (n_slots counts them).
+    assert_eq!(blob.header().n_slots, 5);
+    let points: Vec<OsrRecord> = blob.osr_points().collect();
+    assert_eq!(points.iter().map(|p| (p.function, p.header, p.slot)).collect::<Vec<_>>(), [(0, 3, 2), (0, 5, 3), (1, 1, 4)]);
+    assert_eq!(blob.osr_live(&points[0]).collect::<Vec<_>>(), [OSR_LIVE_ARG, 5]);
+    assert_eq!(blob.osr_live(&points[1]).collect::<Vec<_>>(), [7]);
+    assert_eq!(blob.osr_live(&points[2]).count(), 0);
+    assert_eq!(blob.osr_sites(&points[0]).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(blob.osr_sites(&points[2]).collect::<Vec<_>>(), [0]);
+    assert_eq!(blob.osr_point(3), None);
+}
+
+#[test]
+fn version_4_blobs_read_without_osr_points() {
+    let b = sample_v4(0);
+    let blob = Blob::parse(&b).unwrap();
+    assert_eq!((blob.header().version, blob.header().n_osr), (VERSION_V4, 0));
+    assert_eq!(blob.function_name(0), "apply");
+    assert_eq!(blob.osr_points().count(), 0);
+    assert!(blob.bitcode().unwrap().starts_with(b"BC\xc0\xde"));
+    // The reserved word of version 4 never counts points.
+    let b = sample_v4(7);
+    assert_eq!(Blob::parse(&b).unwrap().osr_points().count(), 0);
+    for len in 0..b.len() {
+        assert!(Blob::parse(&b[..len]).is_err(), "v4 truncated to {len} bytes accepted");
+    }
+    // Other versions are refused, with both readable versions named.
+    let mut m = sample();
+    put(&mut m, 8, 6, 4);
+    let e = Blob::parse(&m).err().unwrap();
+    assert_eq!(e, Error::UnsupportedVersion(6));
+    assert!(e.to_string().contains("version 6, this reader reads 4 and 5"), "{e}");
 }
 
 #[test]
@@ -70,7 +133,8 @@ fn mutated_headers_are_rejected() {
         ("version 1 (entry NOPs, no redirect slots)", 8, 1, 4),
         ("version 2 (shared per-site counters, three-argument hook)", 8, 2, 4),
         ("version 3 (no profiled entries)", 8, 3, 4),
-        ("version 5", 8, 5, 4),
+        ("version 6", 8, 6, 4),
+        ("header_size of version 4", 12, 128, 4),
         ("header_size small", 12, 8, 4),
         ("header_size huge", 12, 1 << 30, 4),
         ("total_size small", 16, 50, 8),
@@ -92,6 +156,16 @@ fn mutated_headers_are_rejected() {
         ("n_slots less than used", 116, 1, 4),
         ("n_addrs less than the globals", 120, 2, 4),
         ("n_addrs less than used", 120, 5, 4),
+        ("n_osr huge", 124, 1000, 4),
+        ("n_osr less", 124, 1, 4),
+        ("n_osr_live huge", 128, 1 << 30, 4),
+        ("n_osr_live less", 128, 1, 4),
+        ("n_osr_sites less", 132, 2, 4),
+        ("n_osr_sites more", 132, 5, 4),
+        ("osr_off into header", 136, 8, 8),
+        ("osr_off past end", 136, h.total_size, 8),
+        ("osr_live_off overflow", 144, u64::MAX - 1, 8),
+        ("osr_sites_off past end", 152, h.total_size - 2, 8),
     ];
     assert!(cases.len() >= 20);
     for (what, off, v, width) in cases {
@@ -108,6 +182,8 @@ fn mutated_records_are_rejected() {
     let f0 = h.functions_off as usize;
     let s0 = h.sites_off as usize;
     let g0 = h.globals_off as usize;
+    let o0 = h.osr_off as usize;
+    let os = h.osr_sites_off as usize;
     let cases: Vec<(&str, usize, u64, usize)> = vec![
         ("function global out of range", f0, 99, 4),
         ("function first_site gap", f0 + 4, 1, 4),
@@ -125,6 +201,20 @@ fn mutated_records_are_rejected() {
         ("site owned by the wrong function", s0, 1, 4),
         ("global name out of range", g0, 1 << 20, 4),
         ("global kind unknown", g0 + 4, 9, 1),
+        ("point function out of range", o0, 9, 4),
+        ("point of a function without a slot", o0, 2, 4),
+        ("points out of function order", o0, 1, 4),
+        ("two points at one header", o0 + 28 + 4, 3, 4),
+        ("point live refs gap", o0 + 8, 1, 4),
+        ("point live refs too many", o0 + 12, 5, 4),
+        ("point live refs beyond the table", o0 + 28 + 12, 1 << 20, 4),
+        ("point slot out of range", o0 + 16, 5, 4),
+        ("point slot of a function", o0 + 16, 0, 4),
+        ("point slot of another point", o0 + 16, 3, 4),
+        ("point sites gap", o0 + 20, 1, 4),
+        ("point without sites", o0 + 2 * 28 + 24, 0, 4),
+        ("point site not the function's", os, 2, 4),
+        ("point site of another function", os + 12, 1, 4),
     ];
     for (what, off, v, width) in cases {
         let mut m = b.clone();
@@ -169,6 +259,9 @@ fn random_corruption_never_panics() {
             }
             for s in blob.sites() {
                 let _ = blob.function(s.function);
+            }
+            for p in blob.osr_points() {
+                let _ = (blob.function(p.function), blob.osr_live(&p).count(), blob.osr_sites(&p).count());
             }
             let _ = blob.bitcode();
         }
@@ -225,7 +318,8 @@ fn runtime_area_must_hold_every_redirect_slot() {
     let h = header(&blob);
     let need = runtime_area_size(h.n_sites, h.n_slots);
     assert_eq!(runtime_slots_offset(h.n_sites), 32, "16-byte header, 3 counters, aligned to 8");
-    assert_eq!(need, 32 + 2 * 8);
+    // Two redirect slots and three OSR slots.
+    assert_eq!(need, 32 + 5 * 8);
     // Image: note at 0x1000, blob at 0x2000, address table at 0x8000, runtime area at 0x9000.
     let mut note = Vec::new();
     note.extend_from_slice(&5u32.to_le_bytes());
@@ -248,4 +342,35 @@ fn runtime_area_must_hold_every_redirect_slot() {
             assert_eq!(m.slots_addr(), 0x9000 + 32);
         }
     }
+}
+
+/// Real blobs of the fuzz corpus: those of version 4 (demo binaries built before OSR
+/// points) still read, without points; those of version 5 (tests/progs/osr_main.c and
+/// .cpp) read with their points.
+#[test]
+fn corpus_blobs_of_versions_4_and_5_read() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/blob");
+    let (mut v4, mut v5) = (0, 0);
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        let Ok(h) = bitcode_embed::reader::parse_header(&data) else { continue };
+        let Ok(blob) = Blob::parse(&data) else { continue };
+        if blob.bitcode().is_err() {
+            continue;
+        }
+        match h.version {
+            VERSION_V4 => {
+                assert_eq!(blob.osr_points().count(), 0);
+                v4 += 1;
+            }
+            VERSION => {
+                let p = blob.osr_points().next().unwrap_or_else(|| panic!("{}: no OSR point", e.path().display()));
+                assert_eq!(blob.function_name(p.function), "main");
+                assert!(blob.osr_sites(&p).count() > 0 && blob.osr_live(&p).count() == p.n_live as usize);
+                v5 += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(v4 >= 4 && v5 >= 2, "{v4} version 4 and {v5} version 5 blobs read");
 }

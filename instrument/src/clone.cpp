@@ -1,4 +1,5 @@
-// What the LLVM C API lacks for the decoration pass: cloning a function inside its own
+// What the LLVM C API lacks for the decoration pass: splitting a block (for the twin's OSR
+// checks) and cloning a function inside its own
 // module (llvm::CloneFunction), which also gives the clone a DISubprogram of its own (a
 // subprogram may belong to one function only, or the verifier refuses the module).
 
@@ -26,4 +27,14 @@ extern "C" LLVMValueRef drti_clone_function(LLVMValueRef f, const char *name) {
   copy->setComdat(nullptr);
   copy->setUnnamedAddr(GlobalValue::UnnamedAddr::None);
   return wrap(copy);
+}
+
+// Splits the block of `inst` before it (llvm::BasicBlock::splitBasicBlock): `inst` and
+// everything after it move to a new block named `name`, the old block ends in a branch to
+// it, and the PHIs of the successors name the new block. Returns the new block.
+extern "C" LLVMBasicBlockRef drti_split_block_before(LLVMValueRef inst, const char *name) {
+  auto *i = dyn_cast_or_null<Instruction>(unwrap(inst));
+  if (!i || !i->getParent())
+    return nullptr;
+  return wrap(i->getParent()->splitBasicBlock(i, name));
 }

@@ -12,6 +12,11 @@
 //!   thread writes memory another one writes) and, when it goes negative, a call of the
 //!   hook with the actual target. F itself keeps clang's code at its sites: profiling is
 //!   on exactly while the agent points F's redirect slot at F.prof (format.rs, "Sampling");
+//! * in F.prof only, at the head of each loop that holds indirect calls (the OSR points of
+//!   `drti_llvm_ir::osr`, computed on the clean F), a check of the point's OSR slot: while
+//!   it is null the loop goes on; once the agent stores a continuation there, F.prof calls
+//!   it with its live values and returns its result (format.rs, "OSR points"), so a running
+//!   activation (a loop in `main`) moves into compiled code;
 //! * at the entry of each such function, a check of its redirect slot: one acquire load
 //!   and a branch while the slot is null; once the agent stores F.prof's or F+'s address
 //!   there, a `musttail` call of it (format.rs, "Redirect slots"). A function whose entry
@@ -22,6 +27,7 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 use drti_llvm_ir::ir;
+use drti_llvm_ir::osr::{self, OsrPoint};
 use bitcode_embed::format::*;
 use bitcode_embed::BlobWriter;
 use llvm_sys::core::*;
@@ -47,14 +53,34 @@ pub struct Stats {
     pub globals: usize,
     /// Size of the embedded (compressed) blob.
     pub blob_bytes: usize,
+    /// OSR points (loop-head checks in the profiled twins).
+    pub osr_points: usize,
 }
 
 const PROFILE_HELPER: &str = "__drti_profile";
+
+// The metadata stores live refs as `LiveRef::encode` makes them.
+const _: () = assert!(osr::LIVE_ARG_BIT == OSR_LIVE_ARG);
 
 extern "C" {
     /// `clone.cpp`: an internal copy of function `f` named `name` in `f`'s module (with a
     /// debug-info subprogram of its own), or null if `f` is not a definition.
     fn drti_clone_function(f: LLVMValueRef, name: *const std::ffi::c_char) -> LLVMValueRef;
+    /// `clone.cpp`: splits `inst`'s block before `inst`; returns the new (second) block.
+    fn drti_split_block_before(inst: LLVMValueRef, name: *const std::ffi::c_char) -> LLVMBasicBlockRef;
+}
+
+/// One function of the function table while it is decorated.
+struct Entry {
+    f: LLVMValueRef,
+    flags: u32,
+    /// Its sites: F's indirect calls, then (once it has a twin) the twin's.
+    calls: Vec<LLVMValueRef>,
+    /// The profiled twin F.prof.
+    prof: Option<LLVMValueRef>,
+    /// Its OSR points (of the clean F), each with its OSR slot's index among the module's
+    /// OSR slots; kept only once the twin has the checks.
+    points: Vec<(OsrPoint, u32)>,
 }
 
 /// The profiled twin of `f` (see the module doc), or `None` if it could not be made.
@@ -80,8 +106,9 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
 
     // Function table and sites, from the clean module (nothing has been added yet).
     let b = Builder::new(m);
-    let mut table: Vec<(LLVMValueRef, u32, Vec<LLVMValueRef>, Option<LLVMValueRef>)> = Vec::new();
+    let mut table: Vec<Entry> = Vec::new();
     let mut candidates = 0u32;
+    let mut osr_candidates = 0u32;
     for f in ir::functions(m) {
         if ir::is_declaration(f) || ir::is_llvm_reserved(&ir::name(f)) {
             continue;
@@ -89,6 +116,7 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         let skipped = skip.contains(&ir::name(f));
         let mut calls = if skipped { Vec::new() } else { ir::indirect_calls(f) };
         let mut flags = if skipped { FUNCTION_SKIPPED } else { 0 };
+        let mut points = Vec::new();
         if !calls.is_empty() {
             // Only a function the agent can redirect to a twin (and later to an F+) is
             // worth profiling.
@@ -98,43 +126,63 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
             } else {
                 flags |= FUNCTION_DECORATED;
                 candidates += 1;
+                // On the clean F, as the JIT computes them from the clean bitcode.
+                points = osr::osr_points(f).into_iter().map(|p| (p, 0)).collect();
+                osr_candidates += points.len() as u32;
             }
         }
-        table.push((f, flags, calls, None));
+        table.push(Entry { f, flags, calls, prof: None, points });
     }
 
     // Redirect slots. Their final home (after the per-site words of the runtime area) is sized
     // only once every entry has verified, so entries load from a placeholder first.
+    // OSR slots follow all redirect slots, so their checks load from a placeholder as well.
     let slots_tmp = b.placeholder_slots(candidates);
+    let osr_tmp = b.placeholder_slots(osr_candidates);
     let mut next_slot = 0u32;
+    let mut next_osr = 0u32;
     let mut slot_of: HashMap<LLVMValueRef, u32> = HashMap::new();
-    for (f, flags, calls, prof) in &mut table {
-        if *flags & FUNCTION_DECORATED == 0 {
+    for e in &mut table {
+        if e.flags & FUNCTION_DECORATED == 0 {
             continue;
         }
         // The twin is cloned first, so it has no redirect entry; its sites are the same
         // calls in the same order (the sampling code goes there, not into F).
-        let twin = clone_profiled(*f);
+        let twin = clone_profiled(e.f);
         let twin_calls = twin.map(ir::indirect_calls).unwrap_or_default();
-        if twin.is_some() && twin_calls.len() == calls.len() && b.add_redirect_entry(*f, slots_tmp, candidates, next_slot) {
-            slot_of.insert(*f, next_slot);
+        if let Some(t) = twin.filter(|_| twin_calls.len() == e.calls.len() && b.add_redirect_entry(e.f, slots_tmp, candidates, next_slot)) {
+            slot_of.insert(e.f, next_slot);
             next_slot += 1;
-            *calls = twin_calls;
-            *prof = twin;
+            e.calls = twin_calls;
+            e.prof = twin;
+            // The checks go in while the twin is still an exact clone (block i and
+            // instruction j of the twin are F's), before any sampling code.
+            for (_, slot) in &mut e.points {
+                *slot = next_osr;
+                next_osr += 1;
+            }
+            b.add_osr_checks(t, &e.points, osr_tmp)?;
         } else {
             if let Some(c) = twin {
                 // SAFETY: the twin was just made and nothing refers to it.
                 unsafe { LLVMDeleteFunction(c) };
             }
-            *flags = (*flags & !FUNCTION_DECORATED) | FUNCTION_NO_REDIRECT;
-            calls.clear();
+            e.flags = (e.flags & !FUNCTION_DECORATED) | FUNCTION_NO_REDIRECT;
+            e.calls.clear();
+            e.points.clear();
         }
     }
+    let first_osr_slot = next_slot;
+    next_slot += next_osr;
     w.reserve_slots(next_slot);
-    let defined: Vec<LLVMValueRef> = table.iter().map(|t| t.0).collect();
+    let defined: Vec<LLVMValueRef> = table.iter().map(|t| t.f).collect();
     let mut sites: Vec<(LLVMValueRef, u32)> = Vec::new();
-    for (f, flags, calls, prof) in &table {
+    for Entry { f, flags, calls, prof, points } in &table {
         w.function(index[f], *flags, slot_of.get(f).copied().unwrap_or(NO_SLOT));
+        for (p, slot) in points {
+            let live: Vec<u32> = p.live.iter().map(|r| r.encode()).collect();
+            w.osr_point(p.header, &live, first_osr_slot + slot, &p.sites);
+        }
         if let Some(twin) = prof {
             // Its address goes after the globals' in the address table.
             let at = w.profiled_entry();
@@ -154,12 +202,13 @@ pub fn decorate(m: LLVMModuleRef, opts: &Options) -> Result<Stats, String> {
         }
     }
     let n_sites = w.site_count();
-    let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: index.len(), blob_bytes: 0 };
+    let stats = Stats { functions: defined.len(), sites: n_sites as usize, globals: index.len(), blob_bytes: 0, osr_points: next_osr as usize };
     let blob = w.finish(&clean).map_err(|e| format!("compressing bitcode: {e}"))?;
     let stats = Stats { blob_bytes: blob.len(), ..stats };
 
     let runtime = b.runtime_area(n_sites, next_slot);
-    b.move_slots(slots_tmp, runtime, n_sites, next_slot);
+    b.move_slots(slots_tmp, runtime, n_sites, next_slot, 0);
+    b.move_slots(osr_tmp, runtime, n_sites, next_slot, first_osr_slot);
     if !sites.is_empty() {
         let helper = b.profile_helper(runtime, b.runtime_type(n_sites, next_slot), b.thread_state());
         for &(call, site) in &sites {
@@ -500,15 +549,16 @@ impl Builder {
         }
     }
 
-    /// Replaces the placeholder by the slot array of the runtime area and deletes it.
-    fn move_slots(&self, tmp: LLVMValueRef, runtime: LLVMValueRef, n_sites: u32, n_slots: u32) {
+    /// Replaces the placeholder by the slot array of the runtime area from slot `first` on
+    /// and deletes it.
+    fn move_slots(&self, tmp: LLVMValueRef, runtime: LLVMValueRef, n_sites: u32, n_slots: u32, first: u32) {
         // SAFETY: `tmp` and `runtime` are live globals of this module; every use of `tmp`
-        // indexes a slot below `n_slots` (unused candidates took no index), so pointing the
-        // uses at field 3 of the runtime area (`[n_slots x ptr]`) keeps every access in
-        // bounds. The placeholder has no uses left when it is deleted.
+        // indexes a slot below `n_slots - first` (unused candidates took no index), so
+        // pointing the uses at slot `first` of field 3 of the runtime area (`[n_slots x ptr]`)
+        // keeps every access in bounds. The placeholder has no uses left when it is deleted.
         unsafe {
-            let mut idx = [LLVMConstInt(self.int(32), 0, 0), LLVMConstInt(self.int(32), 3, 0)];
-            let slots = LLVMConstInBoundsGEP2(self.runtime_type(n_sites, n_slots), runtime, idx.as_mut_ptr(), 2);
+            let mut idx = [LLVMConstInt(self.int(32), 0, 0), LLVMConstInt(self.int(32), 3, 0), LLVMConstInt(self.int(32), first as u64, 0)];
+            let slots = LLVMConstInBoundsGEP2(self.runtime_type(n_sites, n_slots), runtime, idx.as_mut_ptr(), 3);
             LLVMReplaceAllUsesWith(tmp, slots);
             LLVMDeleteGlobal(tmp);
         }
@@ -604,6 +654,96 @@ impl Builder {
                 LLVMDeleteBasicBlock(entry);
             }
             !bad
+        }
+    }
+
+    /// Adds the OSR checks of `points` (of the clean F, whose exact clone `twin` is) to the
+    /// twin; each loads OSR slot `k` (its index among the OSR slots) from `slots`. An error
+    /// if the twin then does not verify (the module is then not decorated).
+    fn add_osr_checks(&self, twin: LLVMValueRef, points: &[(OsrPoint, u32)], slots: LLVMValueRef) -> Result<(), String> {
+        use llvm_sys::analysis::{LLVMVerifierFailureAction, LLVMVerifyFunction};
+        if points.is_empty() {
+            return Ok(());
+        }
+        // Every position is resolved before the first check adds blocks and instructions.
+        let insts = ir::instructions(twin);
+        let mut at = Vec::with_capacity(points.len());
+        for (p, k) in points {
+            let h = osr::block_at(twin, p.header);
+            let live: Option<Vec<LLVMValueRef>> = p
+                .live
+                .iter()
+                .map(|&r| match r {
+                    osr::LiveRef::Arg(_) => osr::live_value(twin, r),
+                    osr::LiveRef::Inst(j) => insts.get(j as usize).copied(),
+                })
+                .collect();
+            match (h, live) {
+                (Some(h), Some(live)) => at.push((h, live, *k)),
+                _ => return Err(format!("{}: OSR point at block {} not found in its twin", ir::name(twin), p.header)),
+            }
+        }
+        for (h, live, k) in at {
+            self.add_osr_check(twin, h, &live, slots, k);
+        }
+        // SAFETY: `twin` is a live function; the verifier only reads it.
+        if unsafe { LLVMVerifyFunction(twin, LLVMVerifierFailureAction::LLVMReturnStatusAction) } != 0 {
+            return Err(format!("{} with OSR checks does not verify", ir::name(twin)));
+        }
+        Ok(())
+    }
+
+    /// One OSR check at the head of loop header `h` (after its PHIs):
+    /// ```text
+    /// h:          <PHIs>
+    ///             %t = load atomic ptr, ptr @osr_slots[k] acquire, align 8
+    ///             br (%t != null), %drti.osr, %drti.loop    ; armed unlikely
+    /// drti.osr:   %r = call <F's return type> %t(<live values>)
+    ///             ret %r                                    ; ret void for a void F
+    /// drti.loop:  <the rest of h>
+    /// ```
+    /// A plain call: an exception out of the continuation is one that would have left F.
+    fn add_osr_check(&self, twin: LLVMValueRef, h: LLVMBasicBlockRef, live: &[LLVMValueRef], slots: LLVMValueRef, k: u32) {
+        // SAFETY: `twin` is a live definition of this module and `h` one of its blocks, not
+        // an EH pad (the analysis excludes those), so it has a first non-PHI instruction;
+        // `live` are values of `twin` that dominate that instruction (arguments, H's PHIs,
+        // instructions of blocks strictly dominating H). The split leaves `h` ending in an
+        // unconditional branch, replaced here by the check; the builder is disposed at the end.
+        unsafe {
+            let mut first = LLVMGetFirstInstruction(h);
+            while !first.is_null() && !LLVMIsAPHINode(first).is_null() {
+                first = LLVMGetNextInstruction(first);
+            }
+            let cont = drti_split_block_before(first, c"drti.loop".as_ptr());
+            LLVMInstructionEraseFromParent(LLVMGetBasicBlockTerminator(h));
+            let armed = LLVMAppendBasicBlockInContext(self.ctx, twin, c"drti.osr".as_ptr());
+            let b = LLVMCreateBuilderInContext(self.ctx);
+            LLVMSetCurrentDebugLocation2(b, llvm_sys::debuginfo::LLVMInstructionGetDebugLoc(first));
+            LLVMPositionBuilderAtEnd(b, h);
+            let mut idx = [LLVMConstInt(self.int(64), k as u64, 0)];
+            let slot = LLVMConstInBoundsGEP2(self.ptr(), slots, idx.as_mut_ptr(), 1);
+            let t = LLVMBuildLoad2(b, self.ptr(), slot, c"drti.osr.fc".as_ptr());
+            // Acquire pairs with the agent's release store, as at the redirect entry: the
+            // continuation's constants are visible before it is called (a plain `mov` on
+            // x86-64 either way).
+            LLVMSetOrdering(t, llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingAcquire);
+            LLVMSetAlignment(t, 8);
+            let set = LLVMBuildICmp(b, llvm_sys::LLVMIntPredicate::LLVMIntNE, t, LLVMConstNull(self.ptr()), c"".as_ptr());
+            let br = LLVMBuildCondBr(b, set, armed, cont);
+            self.set_branch_weights(br, 1, 1 << 20);
+
+            LLVMPositionBuilderAtEnd(b, armed);
+            let ret = LLVMGetReturnType(LLVMGlobalGetValueType(twin));
+            let mut params: Vec<LLVMTypeRef> = live.iter().map(|&v| LLVMTypeOf(v)).collect();
+            let fty = LLVMFunctionType(ret, params.as_mut_ptr(), params.len() as u32, 0);
+            let mut args = live.to_vec();
+            let call = LLVMBuildCall2(b, fty, t, args.as_mut_ptr(), args.len() as u32, c"".as_ptr());
+            if LLVMGetTypeKind(ret) == llvm_sys::LLVMTypeKind::LLVMVoidTypeKind {
+                LLVMBuildRetVoid(b);
+            } else {
+                LLVMBuildRet(b, call);
+            }
+            LLVMDisposeBuilder(b);
         }
     }
 

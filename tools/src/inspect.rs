@@ -53,9 +53,23 @@ fn module_json(blob: &Blob, sizes: &std::collections::HashMap<String, (u64, u64)
                    "invoke": s.flags & SITE_INVOKE != 0, "vararg": s.flags & SITE_VARARG != 0})
         })
         .collect();
+    // OSR points: a loop header of a function, the runtime-area slot its twin checks there,
+    // the live values it hands over ("arg<i>" / "inst<j>"), the site ordinals in the loop.
+    let osr: Vec<Value> = blob
+        .osr_points()
+        .map(|p| {
+            let live: Vec<String> = blob
+                .osr_live(&p)
+                .map(|r| if r & OSR_LIVE_ARG != 0 { format!("arg{}", r & !OSR_LIVE_ARG) } else { format!("inst{r}") })
+                .collect();
+            json!({"function": blob.function_name(p.function), "header": p.header, "slot": p.slot,
+                   "n_live": p.n_live, "live": live, "sites": blob.osr_sites(&p).collect::<Vec<u32>>()})
+        })
+        .collect();
     json!({"source": blob.source_name(), "abi_version": h.version, "bitcode_bytes": h.bitcode_size,
            "bitcode_raw_bytes": h.bitcode_raw_size, "bitcode_hash": format!("{:016x}", h.bitcode_hash),
-           "globals": h.n_globals, "address_slots": h.n_addrs, "functions": functions, "sites": sites})
+           "globals": h.n_globals, "address_slots": h.n_addrs, "functions": functions, "sites": sites,
+           "osr_points": osr})
 }
 
 /// Runs `drti inspect`; returns the exit status.
@@ -132,6 +146,19 @@ fn print_text(path: &str, modules: &[Value], errors: &[String]) {
         for s in m["sites"].as_array().into_iter().flatten() {
             let kind = if s["invoke"].as_bool() == Some(true) { " (invoke)" } else { "" };
             println!("  site {:>3}: {} #{}{kind}", s["site"], s["function"].as_str().unwrap_or("?"), s["ordinal"]);
+        }
+        for p in m["osr_points"].as_array().into_iter().flatten() {
+            let words = |v: &Value| v.as_array().into_iter().flatten().map(|x| x.to_string().trim_matches('"').to_string()).collect::<Vec<_>>();
+            let sites: Vec<String> = words(&p["sites"]).into_iter().map(|o| format!("#{o}")).collect();
+            println!(
+                "  osr point: {} block {}, slot {}, {} live ({}), sites {}",
+                p["function"].as_str().unwrap_or("?"),
+                p["header"],
+                p["slot"],
+                p["n_live"],
+                words(&p["live"]).join(" "),
+                sites.join(" ")
+            );
         }
     }
     for e in errors {
