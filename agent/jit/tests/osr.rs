@@ -185,6 +185,14 @@ long grid(op_t f, const long *m, int rows, int cols) {
   }
   return s;
 }
+/* A variable-length array: no OSR points (a frame with dynamic allocas). */
+long vla(op_t f, int n) {
+  long buf[n];
+  for (int i = 0; i < n; i++) buf[i] = f(i);
+  long s = 0;
+  for (int i = 0; i < n; i++) s += buf[i];
+  return s;
+}
 /* What an activation of grid holds at the inner header in row r after c columns. */
 long grid_t(op_t f, const long *m, int r, int cols, int c) {
   long t = 0;
@@ -382,17 +390,26 @@ fn requests_that_do_not_name_a_point_of_the_function_are_rejected() {
         assert_eq!((r.ok, r.rejected), (0, 1), "header {h} live {l:?}: {}", r.error_text());
         r.error_text()
     };
-    assert!(rejected(99, &live).contains("not in sum_loop"));
-    assert!(rejected(0, &live).contains("entry"));
-    let mut bad = live.clone();
-    bad[0] = OSR_LIVE_ARG | 7;
-    assert!(rejected(header, &bad).contains("not in sum_loop"));
-    bad[0] = live[1];
-    assert!(rejected(header, &bad).contains("twice"));
-    // The branch at the end of the loop is void: it cannot be a parameter.
-    let (_, br) = point(&b.bc, "sum_loop", "for.body", &["exitcond.not"]);
-    let void_br = br[0] + 1;
-    assert!(rejected(header, &[live[0], live[1], live[2], live[3], void_br]).contains("void"));
+    // Not a loop header of sum_loop; its entry block.
+    assert!(rejected(99, &live).contains("block 99 of sum_loop is not an OSR point"));
+    assert!(rejected(0, &live).contains("not an OSR point"));
+    // A live value too many, too few, out of range, named twice, in another order, or
+    // void (the loop's branch): not the point's live set.
+    let mismatch = |l: &[u32]| assert!(rejected(header, l).contains("the request names"), "{l:?}");
+    let (_, exit) = point(&b.bc, "sum_loop", "for.body", &["exitcond.not"]);
+    mismatch(&[&live[..], &exit[..]].concat());
+    mismatch(&live[..4]);
+    mismatch(&[&[OSR_LIVE_ARG | 7], &live[1..]].concat());
+    mismatch(&[&[live[1]], &live[1..]].concat());
+    mismatch(&[live[1], live[0], live[2], live[3], live[4]]);
+    mismatch(&[live[0], live[1], live[2], live[3], exit[0] + 1]);
+    // A function without a loop; one whose frame cannot be rebuilt.
+    let (vh, vl) = point(&b.bc, "vla", "for.body", &["f"]);
+    let r = compile(&b, "twice", 1, &[], &[], &mut misses);
+    assert_eq!((r.ok, r.rejected), (0, 1), "{}", r.error_text());
+    let r = compile(&b, "vla", vh, &vl, &["twice"], &mut misses);
+    assert_eq!((r.ok, r.rejected), (0, 1), "{}", r.error_text());
+    assert!(r.error_text().contains("vla has no OSR points"), "{}", r.error_text());
     // The point itself compiles.
     assert_eq!(compile(&b, "sum_loop", header, &live, &["twice"], &mut misses).ok, 1);
 }
