@@ -125,16 +125,22 @@ LLVMValueRef drti_osr_continuation(LLVMValueRef fv, LLVMBasicBlockRef header, co
     new StoreInst(p, slot, jump->getIterator());
   }
   // A value of the dead part still used by the live part was not handed over: the
-  // request's live set is wrong (deleting the blocks would silently make it poison).
+  // request's live set is wrong (deleting the blocks would silently make it poison). A
+  // PHI uses its value at the end of the incoming block.
   for (BasicBlock &b : *fc) {
     if (reach.count(&b))
       continue;
     for (Instruction &i : b)
-      for (User *u : i.users())
-        if (auto *ui = dyn_cast<Instruction>(u); ui && reach.count(ui->getParent())) {
+      for (Use &u : i.uses()) {
+        auto *ui = dyn_cast<Instruction>(u.getUser());
+        if (!ui)
+          continue;
+        auto *phi = dyn_cast<PHINode>(ui);
+        if (reach.count(phi ? phi->getIncomingBlock(u) : ui->getParent())) {
           *err = message("live value missing from the request: " + describe(&i) + " is used after the header");
           return nullptr;
         }
+      }
   }
   for (size_t k = 0; k < n_calls; k++)
     if (calls[k] && !reach.count(unwrap<Instruction>(calls[k])->getParent()))

@@ -139,12 +139,23 @@ fn point(bc: &[u8], function: &str, header: &str, live: &[&str]) -> (u32, Vec<u3
 /// Compiles the continuation of `function`'s point (`header`, `live`) with its site 0
 /// guarding `targets` (names in the module).
 fn compile(b: &Built, function: &str, header: u32, live: &[u32], targets: &[&str], misses: &mut u64) -> JitResult {
+    compile_sites(b, function, header, live, &[(0, targets)], std::slice::from_mut(misses))
+}
+
+/// As [`compile`], with guarded sites (ordinal in F, targets) counting misses in `misses`.
+fn compile_sites(b: &Built, function: &str, header: u32, live: &[u32], sites: &[(u32, &[&str])], misses: &mut [u64]) -> JitResult {
     common::init();
     let syms: Vec<JitSymbol> = b.symbols.iter().map(|(n, a)| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: *a }).collect();
     let module = JitModule { bitcode: b.bc.as_ptr(), bitcode_len: b.bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
-    let t: Vec<JitTarget> = targets.iter().map(|n| JitTarget { address: b.addr(n), module: 0, name: n.as_ptr(), name_len: n.len(), slot: std::ptr::null() }).collect();
-    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: misses, site: 0, area: 0 };
-    let req = JitRequest { osr_header: header, osr_live: live.as_ptr(), n_osr_live: live.len(), ..common::request(&module, function, std::slice::from_ref(&site), &[]) };
+    let targets: Vec<Vec<JitTarget>> =
+        sites.iter().map(|(_, ts)| ts.iter().map(|n| JitTarget { address: b.addr(n), module: 0, name: n.as_ptr(), name_len: n.len(), slot: std::ptr::null() }).collect()).collect();
+    let sites: Vec<JitSite> = sites
+        .iter()
+        .zip(&targets)
+        .zip(misses.iter_mut())
+        .map(|(((ordinal, _), t), m)| JitSite { owner: JitOwner::F, ordinal: *ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m, site: 0, area: 0 })
+        .collect();
+    let req = JitRequest { osr_header: header, osr_live: live.as_ptr(), n_osr_live: live.len(), ..common::request(&module, function, &sites, &[]) };
     // SAFETY: the request points at locals of this function, alive until it returns.
     unsafe { common::run(&req) }
 }
@@ -183,6 +194,12 @@ long grid(op_t f, const long *m, int rows, int cols) {
     for (int c = 0; c < cols; c++) t += f(row[c]) * (r + 1);
     s += t ^ r;
   }
+  return s;
+}
+/* Site 0 before the loop, site 1 in it. */
+long pre_loop(op_t g, op_t f, const long *a, int n) {
+  long s = g(n);
+  for (int i = 0; i < n; i++) s += f(a[i]);
   return s;
 }
 /* A variable-length array: no OSR points (a frame with dynamic allocas). */
@@ -232,6 +249,33 @@ fn a_loop_through_a_function_pointer_continues_at_iteration_37() {
     assert_eq!(fc(negate, a.as_ptr(), 100, 37, n37), sum_loop(negate, a.as_ptr(), 100));
     assert_eq!(read(&misses), 63, "one miss per remaining iteration");
     let _ = b.lib;
+}
+
+type PreLoop = extern "C" fn(Op, Op, *const i64, i32) -> i64;
+
+#[test]
+fn sites_keep_their_ordinals_in_f_and_a_site_before_the_loop_is_left_out() {
+    let Some(b) = build("pre", LOOPS, false) else {
+        println!("skip: clang-19 cannot build the test library");
+        return;
+    };
+    let (header, live) = point(&b.bc, "pre_loop", "for.body", &["f", "a", "wide.trip.count", "indvars.iv", "s.08"]);
+    // Site 0 (g, before the loop) guards negate, site 1 (f, in the loop) twice.
+    let mut misses = [0u64; 2];
+    let res = compile_sites(&b, "pre_loop", header, &live, &[(0, &["negate"]), (1, &["twice"])], &mut misses);
+    assert_eq!(res.ok, 1, "{}", res.error_text());
+    // SAFETY: the types are the library's functions' and the continuation's.
+    let (pre_loop, twice, negate, fc): (PreLoop, Op, Op, SumFc) = unsafe { (func(&b, "pre_loop"), func(&b, "twice"), func(&b, "negate"), std::mem::transmute(res.code as usize)) };
+    let a: Vec<i64> = (0..100).map(|k| 3 * k + 1).collect();
+    // The activation ran g and 37 iterations of f.
+    let s37 = pre_loop(negate, twice, a.as_ptr(), 37) - negate(37);
+    let whole = pre_loop(negate, twice, a.as_ptr(), 100) - negate(100);
+    assert_eq!(fc(twice, a.as_ptr(), 100, 37, s37 + negate(100)), whole + negate(100));
+    assert_eq!(misses.map(|m| read(&m)), [0, 0], "the loop's call is site 1, guarded on twice");
+    // From s = 0: the iterations 37..100 alone (g's result left out of both).
+    let loop_sum = |n: i32| pre_loop(negate, negate, a.as_ptr(), n) - negate(n as i64);
+    assert_eq!(fc(negate, a.as_ptr(), 100, 37, 0), loop_sum(100) - loop_sum(37));
+    assert_eq!(misses.map(|m| read(&m)), [0, 63], "site 1 misses on negate; site 0 is not in the continuation");
 }
 
 /// grid's continuation at the inner header `for.body6` (see the test for the names).
