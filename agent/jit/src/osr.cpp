@@ -88,11 +88,18 @@ LLVMValueRef drti_osr_continuation(LLVMValueRef fv, LLVMBasicBlockRef header, co
   }
   FunctionType *ty = FunctionType::get(f->getReturnType(), params, false);
   Function *fc = Function::Create(ty, GlobalValue::ExternalLinkage, f->getAddressSpace(), name, f->getParent());
-  // What F promises as a function and of its result holds for the rest of its
-  // activation; its parameters' attributes do not carry over (a pointer that was
-  // `noalias` in F shares its object with the live values derived from it).
+  // What F promises of its result holds for the rest of its activation, and so do most
+  // function attributes; not what it says of memory (F's own stack objects are
+  // parameters here, argument memory to Fc) or of allocation (Fc's parameters are not
+  // F's). Parameter attributes do not carry over (a pointer that was `noalias` in F
+  // shares its object with the live values derived from it).
   AttributeList fa = f->getAttributes();
-  fc->setAttributes(AttributeList::get(ctx, fa.getFnAttrs(), fa.getRetAttrs(), {}));
+  AttrBuilder fn(ctx, fa.getFnAttrs());
+  fn.removeAttribute(Attribute::Memory);
+  fn.removeAttribute(Attribute::AllocSize);
+  fn.removeAttribute(Attribute::AllocKind);
+  fn.removeAttribute("alloc-family");
+  fc->setAttributes(AttributeList::get(ctx, AttributeSet::get(ctx, fn), fa.getRetAttrs(), {}));
   if (f->hasPersonalityFn())
     fc->setPersonalityFn(f->getPersonalityFn());
   if (DISubprogram *sp = f->getSubprogram()) {

@@ -202,6 +202,15 @@ long pre_loop(op_t g, op_t f, const long *a, int n) {
   for (int i = 0; i < n; i++) s += f(a[i]);
   return s;
 }
+/* A stack array of F's frame used in the loop (a live alloca with lifetime markers). */
+__attribute__((noinline)) void fill(long *b, int n) { for (int i = 0; i < n; i++) b[i] = i * i - 7; }
+long with_buf(op_t f, int n) {
+  long buf[64];
+  fill(buf, 64);
+  long s = 0;
+  for (int i = 0; i < n; i++) s += f(buf[i & 63]);
+  return s;
+}
 /* A variable-length array: no OSR points (a frame with dynamic allocas). */
 long vla(op_t f, int n) {
   long buf[n];
@@ -276,6 +285,31 @@ fn sites_keep_their_ordinals_in_f_and_a_site_before_the_loop_is_left_out() {
     let loop_sum = |n: i32| pre_loop(negate, negate, a.as_ptr(), n) - negate(n as i64);
     assert_eq!(fc(negate, a.as_ptr(), 100, 37, 0), loop_sum(100) - loop_sum(37));
     assert_eq!(misses.map(|m| read(&m)), [0, 63], "site 1 misses on negate; site 0 is not in the continuation");
+}
+
+type WithBuf = extern "C" fn(Op, i32) -> i64;
+type Fill = extern "C" fn(*mut i64, i32);
+/// with_buf's continuation: f, n, buf, i, s.
+type WithBufFc = extern "C" fn(Op, i32, *mut i64, i32, i64) -> i64;
+
+#[test]
+fn a_stack_array_of_the_frame_is_handed_over_by_address() {
+    let Some(b) = build("buf", LOOPS, false) else {
+        println!("skip: clang-19 cannot build the test library");
+        return;
+    };
+    let (header, live) = point(&b.bc, "with_buf", "for.body", &["f", "n", "buf", "i.06", "s.05"]);
+    let mut misses = 0u64;
+    let res = compile(&b, "with_buf", header, &live, &["twice"], &mut misses);
+    assert_eq!(res.ok, 1, "{}", res.error_text());
+    // SAFETY: the types are the library's functions' and the continuation's.
+    let (with_buf, fill, twice, fc): (WithBuf, Fill, Op, WithBufFc) = unsafe { (func(&b, "with_buf"), func(&b, "fill"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
+    // The activation's array, as F's frame holds it, after 37 of 200 iterations.
+    let mut buf = [0i64; 64];
+    fill(buf.as_mut_ptr(), 64);
+    let s37 = with_buf(twice, 37);
+    assert_eq!(fc(twice, 200, buf.as_mut_ptr(), 37, s37), with_buf(twice, 200));
+    assert_eq!(read(&misses), 0);
 }
 
 /// grid's continuation at the inner header `for.body6` (see the test for the names).
