@@ -369,6 +369,14 @@ extern "C" long total(Shape *const *v, int n) {
   for (int i = 0; i < n; i++) s += v[i]->area(i);
   return s;
 }
+/* The loop catches what its body throws. */
+extern "C" long total_guarded(Shape *const *v, int n) {
+  long s = 0;
+  for (int i = 0; i < n; i++) {
+    try { s += v[i]->area(i); } catch (const Boom &b) { s -= b.at; }
+  }
+  return s;
+}
 extern "C" Shape *make(int kind, long limit) {
   if (kind == 0) return new Square;
   if (kind == 1) return new Triple;
@@ -400,10 +408,15 @@ struct Shapes {
 
 /// total's continuation at its loop header with `target` (a mangled `area`) inlined.
 fn shapes(tag: &str, target: &str) -> Option<Shapes> {
+    shapes_of(tag, "total", "s.06", target)
+}
+
+/// `function`'s continuation (live: v, n, i and the sum named `sum`) with `target` inlined.
+fn shapes_of(tag: &str, function: &str, sum: &str, target: &str) -> Option<Shapes> {
     let b = build(tag, SHAPES, true)?;
-    let (header, live) = point(&b.bc, "total", "for.body", &["v", "wide.trip.count", "indvars.iv", "s.06"]);
+    let (header, live) = point(&b.bc, function, "for.body", &["v", "wide.trip.count", "indvars.iv", sum]);
     let mut misses = Box::new(0u64);
-    let res = compile(&b, "total", header, &live, &[target], &mut misses);
+    let res = compile(&b, function, header, &live, &[target], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the continuation has TotalFc's type.
     let fc: TotalFc = unsafe { std::mem::transmute(res.code as usize) };
@@ -451,6 +464,23 @@ fn an_exception_thrown_in_the_continuation_reaches_the_callers_catch() {
     mixed[69] = make(0, 0);
     let m37 = total(mixed.as_ptr(), 37);
     assert_eq!(cont_caught(s.fc, mixed.as_ptr(), 100, 37, m37), -1070);
+    assert_eq!(read(&s.misses), 1);
+}
+
+#[test]
+fn exceptions_in_the_continuation_land_in_the_loops_own_handler() {
+    let Some(s) = shapes_of("catch", "total_guarded", "s.014", "_ZNK5Fussy4areaEl") else {
+        println!("skip: clang++-19 cannot build the test library");
+        return;
+    };
+    // SAFETY: the library's functions with their C types.
+    let (make, total_guarded): (Make, Total) = unsafe { (func(&s.b, "make"), func(&s.b, "total_guarded")) };
+    // Fussy shapes throw from index 60 on; the loop subtracts what they throw. One Square
+    // (a guard miss) in between.
+    let mut v: Vec<_> = (0..100).map(|_| make(2, 60)).collect();
+    v[80] = make(0, 0);
+    let s37 = total_guarded(v.as_ptr(), 37);
+    assert_eq!((s.fc)(v.as_ptr(), 100, 37, s37), total_guarded(v.as_ptr(), 100));
     assert_eq!(read(&s.misses), 1);
 }
 
