@@ -343,3 +343,34 @@ fn runtime_area_must_hold_every_redirect_slot() {
         }
     }
 }
+
+/// Real blobs of the fuzz corpus: those of version 4 (demo binaries built before OSR
+/// points) still read, without points; those of version 5 (tests/progs/osr_main.c and
+/// .cpp) read with their points.
+#[test]
+fn corpus_blobs_of_versions_4_and_5_read() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/blob");
+    let (mut v4, mut v5) = (0, 0);
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let data = std::fs::read(e.path()).unwrap();
+        let Ok(h) = bitcode_embed::reader::parse_header(&data) else { continue };
+        let Ok(blob) = Blob::parse(&data) else { continue };
+        if blob.bitcode().is_err() {
+            continue;
+        }
+        match h.version {
+            VERSION_V4 => {
+                assert_eq!(blob.osr_points().count(), 0);
+                v4 += 1;
+            }
+            VERSION => {
+                let p = blob.osr_points().next().unwrap_or_else(|| panic!("{}: no OSR point", e.path().display()));
+                assert_eq!(blob.function_name(p.function), "main");
+                assert!(blob.osr_sites(&p).count() > 0 && blob.osr_live(&p).count() == p.n_live as usize);
+                v5 += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(v4 >= 4 && v5 >= 2, "{v4} version 4 and {v5} version 5 blobs read");
+}

@@ -59,6 +59,9 @@ pub struct Stats {
 
 const PROFILE_HELPER: &str = "__drti_profile";
 
+// The metadata stores live refs as `LiveRef::encode` makes them.
+const _: () = assert!(osr::LIVE_ARG_BIT == OSR_LIVE_ARG);
+
 extern "C" {
     /// `clone.cpp`: an internal copy of function `f` named `name` in `f`'s module (with a
     /// debug-info subprogram of its own), or null if `f` is not a definition.

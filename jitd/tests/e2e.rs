@@ -111,3 +111,84 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
     // SAFETY: no thread runs the linked code any more.
     unsafe { linked.release() };
 }
+
+/// `apply`'s continuation at its loop header (block 2): f, n, i, s.
+type ApplyFc = extern "C" fn(extern "C" fn(i64) -> i64, i64, i64, i64) -> i64;
+
+#[test]
+fn the_compiler_process_compiles_an_osr_continuation() {
+    let Some(bc) = bitcode() else {
+        println!("skip: clang-19 is not installed");
+        return;
+    };
+    let compressed = zstd::bulk::compress(&bc, 3).unwrap();
+    let hash = drti_cache::key::sha256(&compressed);
+    let globals = vec!["twice".to_string(), "apply".to_string()];
+    let f = |name: &str| FnRef { module: hash, name: name.into() };
+    // clang-19 -O2: block 2 is the loop; f and n, then the PHIs of i (instruction 4) and s (5).
+    let osr = OsrReq { header: 2, live: vec![OSR_LIVE_ARG, OSR_LIVE_ARG | 1, 4, 5] };
+    let req = CompileRequest {
+        id: 1,
+        opt_level: 2,
+        modules: vec![ModuleUse { hash, null_globals: vec![] }],
+        function: f("apply"),
+        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
+        probes: vec![],
+        countdown_static: false,
+        inject_failure: false,
+        osr: Some(osr.clone()),
+    };
+    let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
+    let conn = ep.open(None).expect("start drti-jitd");
+    let mut session = Session::open(conn.stream, Duration::from_secs(30)).expect("session");
+    let data = ModuleData { compressed: Arc::new(compressed), raw_size: bc.len() as u64, globals: Arc::new(globals.clone()) };
+    let res = session.compile(&req, &mut |h| (*h == hash).then(|| data.clone()), Duration::from_secs(60)).expect("compile");
+    let Outcome::Object { bytes, entry } = res.outcome else { panic!("{:?}", res.outcome) };
+    assert!(entry.starts_with("drti.osr.") && entry.ends_with(".apply"), "the object's entry is the continuation: {entry}");
+    // Another live list is refused by the server's JIT.
+    let wrong = CompileRequest { id: 2, osr: Some(OsrReq { header: 2, live: vec![OSR_LIVE_ARG, 4, 5] }), ..req.clone() };
+    let res = session.compile(&wrong, &mut |h| (*h == hash).then(|| data.clone()), Duration::from_secs(60)).expect("compile");
+    assert!(matches!(&res.outcome, Outcome::Rejected { target: -1, reason } if reason.contains("the request names")), "{:?}", res.outcome);
+
+    let twice_addr = real_twice as *const () as usize as u64;
+    let syms: Vec<JitSymbol> = globals.iter().map(|n| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: twice_addr }).collect();
+    let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
+    let mut misses = 0u64;
+    let targets = [JitTarget { address: twice_addr, module: 0, name: "twice".as_ptr(), name_len: 5, slot: std::ptr::null() }];
+    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 };
+    let mirror = JitRequest {
+        abi_version: JIT_ABI_VERSION,
+        opt_level: 2,
+        modules: &module,
+        n_modules: 1,
+        function_module: 0,
+        function_name: "apply".as_ptr(),
+        function_name_len: 5,
+        sites: &site,
+        n_sites: 1,
+        probes: std::ptr::null(),
+        n_probes: 0,
+        sample_fn: 0,
+        count_fn: 0,
+        countdown_offset: 0,
+        countdown_static: 0,
+        inject_failure: 0,
+        osr_header: osr.header,
+        osr_live: osr.live.as_ptr(),
+        n_osr_live: osr.live.len(),
+    };
+    // SAFETY: the request points at locals of this function, alive until it returns.
+    let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };
+    let linked = drti_agent::link::link(&bytes, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
+    let (code, _) = linked.function(&entry).unwrap();
+    // SAFETY: `code` is apply's continuation, every symbol resolved; it has ApplyFc's type.
+    let fc: ApplyFc = unsafe { std::mem::transmute::<usize, ApplyFc>(code as usize) };
+    // An activation after 37 of 100 iterations with the inlined twice (which doubles).
+    let s37: i64 = (0..37).map(|i| 2 * i).sum();
+    assert_eq!(fc(real_twice, 100, 37, s37), (0..100).map(|i| 2 * i).sum::<i64>());
+    assert_eq!(misses, 0);
+    assert_eq!(fc(negate, 100, 37, 5), 5 - (37..100).sum::<i64>());
+    assert_eq!(misses, 63);
+    // SAFETY: no thread runs the linked code any more.
+    unsafe { linked.release() };
+}

@@ -21,6 +21,7 @@
 //! A live value that is not a PHI of H may still be defined inside an enclosing loop (H is
 //! an inner loop's header; the outer loop recomputes it): a continuation must keep such a
 //! definition's later values flowing to its uses, not replace every use by the parameter.
+//! [`redefined_after_entry`] lists those values.
 
 // Raw LLVM handles come from a live module (see `ir`).
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
@@ -163,6 +164,45 @@ pub fn live_value(f: LLVMValueRef, r: LiveRef) -> Option<LLVMValueRef> {
     }
 }
 
+/// The live values of point `p` of `f`, other than H's PHIs, whose definition is reachable
+/// from H (an enclosing loop computes them again): in a continuation entered at H, their
+/// uses must see the parameter on the first pass and the recomputed value afterwards (SSA
+/// repair: a PHI at the definition's merge points, or a stack slot and mem2reg), not the
+/// parameter alone. Empty for an outermost loop.
+pub fn redefined_after_entry(f: LLVMValueRef, p: &OsrPoint) -> Vec<LiveRef> {
+    let Some(h) = block_at(f, p.header) else { return Vec::new() };
+    // SAFETY: `f` is a live function and `h` one of its blocks; terminators, successors and
+    // instruction parents are only read.
+    unsafe {
+        let mut seen = std::collections::HashSet::from([h]);
+        let mut work = vec![h];
+        while let Some(b) = work.pop() {
+            let term = LLVMGetBasicBlockTerminator(b);
+            if term.is_null() {
+                continue;
+            }
+            for i in 0..LLVMGetNumSuccessors(term) {
+                let s = LLVMGetSuccessor(term, i);
+                if seen.insert(s) {
+                    work.push(s);
+                }
+            }
+        }
+        let insts = ir::instructions(f);
+        p.live
+            .iter()
+            .copied()
+            .filter(|&r| match r {
+                LiveRef::Arg(_) => false,
+                LiveRef::Inst(j) => insts.get(j as usize).is_some_and(|&i| {
+                    let b = LLVMGetInstructionParent(i);
+                    b != h && seen.contains(&b)
+                }),
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +298,7 @@ exit:
         assert_eq!(names(f, p), ["argc", "acc", "fp", "i", "s"]);
         // Ordinal 0 is the call in the loop; 1, after the loop, is not in it.
         assert_eq!(p.sites, vec![0]);
+        assert_eq!(redefined_after_entry(f, p), vec![]);
         assert_eq!(ir::indirect_calls(f).len(), 2);
     }
 
@@ -298,6 +339,10 @@ exit:
         assert_eq!(names(f, inner), ["fp", "n", "i", "base", "j"]);
         assert_eq!(outer.sites, vec![0]);
         assert_eq!(inner.sites, vec![0]);
+        // The outer loop computes i and base again after the inner loop ends.
+        assert_eq!(redefined_after_entry(f, outer), vec![]);
+        let again: Vec<String> = redefined_after_entry(f, inner).into_iter().map(|r| ir::name(live_value(f, r).unwrap())).collect();
+        assert_eq!(again, ["i", "base"]);
     }
 
     #[test]

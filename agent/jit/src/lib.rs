@@ -398,6 +398,9 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
     let f = body_of(cache, &plan.modules[plan.function_module].0, &plan.function, &mut phases.parse)?
         .ok_or_else(|| format!("{} is not in its module's bitcode", plan.function))?;
     checks::check(f).map_err(Failure::Rejected)?;
+    if let Some((header, live)) = &plan.osr {
+        osr::check_point(f, &plan.function, *header, live).map_err(osr_failure)?;
+    }
     let src = ir_module(f);
     // SAFETY: `src` is the cache's live module holding `f`, whose body was loaded above.
     let mut main = Owned(timed(&mut phases.bind, || unsafe { cache::extract(src, &[f]) }).map_err(Failure::Rejected)?);
@@ -454,10 +457,7 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
             if ir::instructions(fplus).len() != ir::instructions(f).len() {
                 return Err(Failure::Error(format!("the copy of {} does not have its instructions", plan.function)));
             }
-            let c = osr::build(fplus, &plan.function, *header, live, &entry).map_err(|e| match e {
-                osr::OsrError::Rejected(why) => Failure::Rejected(why),
-                osr::OsrError::Error(why) => Failure::Error(why),
-            })?;
+            let c = osr::build(fplus, &plan.function, *header, live, &entry).map_err(osr_failure)?;
             calls.insert(None, (plan.function.clone(), c.calls));
             c.function
         }
@@ -534,6 +534,13 @@ fn compile(req: &JitRequest, phases: &mut Phases, object: Option<&mut ObjectRequ
     let size = orc::code_size(&entry);
     TRACKERS.lock().unwrap_or_else(|p| p.into_inner()).push((n, rt as usize));
     Ok((addr, size, n))
+}
+
+fn osr_failure(e: osr::OsrError) -> Failure {
+    match e {
+        osr::OsrError::Rejected(why) => Failure::Rejected(why),
+        osr::OsrError::Error(why) => Failure::Error(why),
+    }
 }
 
 /// The module holding global `g`.

@@ -88,11 +88,18 @@ LLVMValueRef drti_osr_continuation(LLVMValueRef fv, LLVMBasicBlockRef header, co
   }
   FunctionType *ty = FunctionType::get(f->getReturnType(), params, false);
   Function *fc = Function::Create(ty, GlobalValue::ExternalLinkage, f->getAddressSpace(), name, f->getParent());
-  // What F promises as a function and of its result holds for the rest of its
-  // activation; its parameters' attributes do not carry over (a pointer that was
-  // `noalias` in F shares its object with the live values derived from it).
+  // What F promises of its result holds for the rest of its activation, and so do most
+  // function attributes; not what it says of memory (F's own stack objects are
+  // parameters here, argument memory to Fc) or of allocation (Fc's parameters are not
+  // F's). Parameter attributes do not carry over (a pointer that was `noalias` in F
+  // shares its object with the live values derived from it).
   AttributeList fa = f->getAttributes();
-  fc->setAttributes(AttributeList::get(ctx, fa.getFnAttrs(), fa.getRetAttrs(), {}));
+  AttrBuilder fn(ctx, fa.getFnAttrs());
+  fn.removeAttribute(Attribute::Memory);
+  fn.removeAttribute(Attribute::AllocSize);
+  fn.removeAttribute(Attribute::AllocKind);
+  fn.removeAttribute("alloc-family");
+  fc->setAttributes(AttributeList::get(ctx, AttributeSet::get(ctx, fn), fa.getRetAttrs(), {}));
   if (f->hasPersonalityFn())
     fc->setPersonalityFn(f->getPersonalityFn());
   if (DISubprogram *sp = f->getSubprogram()) {
@@ -125,16 +132,22 @@ LLVMValueRef drti_osr_continuation(LLVMValueRef fv, LLVMBasicBlockRef header, co
     new StoreInst(p, slot, jump->getIterator());
   }
   // A value of the dead part still used by the live part was not handed over: the
-  // request's live set is wrong (deleting the blocks would silently make it poison).
+  // request's live set is wrong (deleting the blocks would silently make it poison). A
+  // PHI uses its value at the end of the incoming block.
   for (BasicBlock &b : *fc) {
     if (reach.count(&b))
       continue;
     for (Instruction &i : b)
-      for (User *u : i.users())
-        if (auto *ui = dyn_cast<Instruction>(u); ui && reach.count(ui->getParent())) {
+      for (Use &u : i.uses()) {
+        auto *ui = dyn_cast<Instruction>(u.getUser());
+        if (!ui)
+          continue;
+        auto *phi = dyn_cast<PHINode>(ui);
+        if (reach.count(phi ? phi->getIncomingBlock(u) : ui->getParent())) {
           *err = message("live value missing from the request: " + describe(&i) + " is used after the header");
           return nullptr;
         }
+      }
   }
   for (size_t k = 0; k < n_calls; k++)
     if (calls[k] && !reach.count(unwrap<Instruction>(calls[k])->getParent()))

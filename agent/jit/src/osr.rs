@@ -10,8 +10,9 @@
 //!
 //! The point a request names is F's own IR's: header = index of H in F's block list,
 //! live values in the encoding of `jit_abi::OSR_LIVE_ARG`. The request is refused (a
-//! rejection, not an error) when it names something F does not have there, or a live
-//! value that cannot be a parameter.
+//! rejection, not an error) when it is not one of `drti_llvm_ir::osr::osr_points(F)`
+//! recomputed on the clean F ([`check_point`]), or names a live value that cannot be a
+//! parameter.
 
 // Raw LLVM handles passed in come from live modules of this crate.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
@@ -58,6 +59,28 @@ impl Live {
             Live::Inst(w)
         }
     }
+}
+
+/// Checks that (`header`, `live`) is one of the OSR points of `f` (clean F, as drti-cc saw
+/// it) by the shared rule (`drti_llvm_ir::osr`): the same header, the same live values in
+/// the same order. Anything else would hand the continuation values that are not the ones
+/// its body expects.
+pub fn check_point(f: LLVMValueRef, label: &str, header: u32, live: &[u32]) -> Result<(), OsrError> {
+    use drti_llvm_ir::osr;
+    if let Some(why) = osr::osr_blocker(f) {
+        return Err(OsrError::Rejected(format!("{label} has no OSR points: {why}")));
+    }
+    let points = osr::osr_points(f);
+    let p = points.iter().find(|p| p.header == header).ok_or_else(|| {
+        let headers: Vec<u32> = points.iter().map(|p| p.header).collect();
+        OsrError::Rejected(format!("block {header} of {label} is not an OSR point (its points' headers: {headers:?})"))
+    })?;
+    let want: Vec<u32> = p.live.iter().map(|r| r.encode()).collect();
+    if want != live {
+        let show = |w: &[u32]| w.iter().map(|&x| format!("{:?}", Live::decode(x))).collect::<Vec<_>>().join(", ");
+        return Err(OsrError::Rejected(format!("the OSR point at block {header} of {label} has live values [{}], the request names [{}]", show(&want), show(live))));
+    }
+    Ok(())
 }
 
 /// Why a value of type `ty` cannot be a parameter of Fc, if it cannot.

@@ -139,12 +139,23 @@ fn point(bc: &[u8], function: &str, header: &str, live: &[&str]) -> (u32, Vec<u3
 /// Compiles the continuation of `function`'s point (`header`, `live`) with its site 0
 /// guarding `targets` (names in the module).
 fn compile(b: &Built, function: &str, header: u32, live: &[u32], targets: &[&str], misses: &mut u64) -> JitResult {
+    compile_sites(b, function, header, live, &[(0, targets)], std::slice::from_mut(misses))
+}
+
+/// As [`compile`], with guarded sites (ordinal in F, targets) counting misses in `misses`.
+fn compile_sites(b: &Built, function: &str, header: u32, live: &[u32], sites: &[(u32, &[&str])], misses: &mut [u64]) -> JitResult {
     common::init();
     let syms: Vec<JitSymbol> = b.symbols.iter().map(|(n, a)| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: *a }).collect();
     let module = JitModule { bitcode: b.bc.as_ptr(), bitcode_len: b.bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
-    let t: Vec<JitTarget> = targets.iter().map(|n| JitTarget { address: b.addr(n), module: 0, name: n.as_ptr(), name_len: n.len(), slot: std::ptr::null() }).collect();
-    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: misses, site: 0, area: 0 };
-    let req = JitRequest { osr_header: header, osr_live: live.as_ptr(), n_osr_live: live.len(), ..common::request(&module, function, std::slice::from_ref(&site), &[]) };
+    let targets: Vec<Vec<JitTarget>> =
+        sites.iter().map(|(_, ts)| ts.iter().map(|n| JitTarget { address: b.addr(n), module: 0, name: n.as_ptr(), name_len: n.len(), slot: std::ptr::null() }).collect()).collect();
+    let sites: Vec<JitSite> = sites
+        .iter()
+        .zip(&targets)
+        .zip(misses.iter_mut())
+        .map(|(((ordinal, _), t), m)| JitSite { owner: JitOwner::F, ordinal: *ordinal, n_targets: t.len() as u32, targets: t.as_ptr(), miss_counter: m, site: 0, area: 0 })
+        .collect();
+    let req = JitRequest { osr_header: header, osr_live: live.as_ptr(), n_osr_live: live.len(), ..common::request(&module, function, &sites, &[]) };
     // SAFETY: the request points at locals of this function, alive until it returns.
     unsafe { common::run(&req) }
 }
@@ -183,6 +194,29 @@ long grid(op_t f, const long *m, int rows, int cols) {
     for (int c = 0; c < cols; c++) t += f(row[c]) * (r + 1);
     s += t ^ r;
   }
+  return s;
+}
+/* Site 0 before the loop, site 1 in it. */
+long pre_loop(op_t g, op_t f, const long *a, int n) {
+  long s = g(n);
+  for (int i = 0; i < n; i++) s += f(a[i]);
+  return s;
+}
+/* A stack array of F's frame used in the loop (a live alloca with lifetime markers). */
+__attribute__((noinline)) void fill(long *b, int n) { for (int i = 0; i < n; i++) b[i] = i * i - 7; }
+long with_buf(op_t f, int n) {
+  long buf[64];
+  fill(buf, 64);
+  long s = 0;
+  for (int i = 0; i < n; i++) s += f(buf[i & 63]);
+  return s;
+}
+/* A variable-length array: no OSR points (a frame with dynamic allocas). */
+long vla(op_t f, int n) {
+  long buf[n];
+  for (int i = 0; i < n; i++) buf[i] = f(i);
+  long s = 0;
+  for (int i = 0; i < n; i++) s += buf[i];
   return s;
 }
 /* What an activation of grid holds at the inner header in row r after c columns. */
@@ -226,6 +260,58 @@ fn a_loop_through_a_function_pointer_continues_at_iteration_37() {
     let _ = b.lib;
 }
 
+type PreLoop = extern "C" fn(Op, Op, *const i64, i32) -> i64;
+
+#[test]
+fn sites_keep_their_ordinals_in_f_and_a_site_before_the_loop_is_left_out() {
+    let Some(b) = build("pre", LOOPS, false) else {
+        println!("skip: clang-19 cannot build the test library");
+        return;
+    };
+    let (header, live) = point(&b.bc, "pre_loop", "for.body", &["f", "a", "wide.trip.count", "indvars.iv", "s.08"]);
+    // Site 0 (g, before the loop) guards negate, site 1 (f, in the loop) twice.
+    let mut misses = [0u64; 2];
+    let res = compile_sites(&b, "pre_loop", header, &live, &[(0, &["negate"]), (1, &["twice"])], &mut misses);
+    assert_eq!(res.ok, 1, "{}", res.error_text());
+    // SAFETY: the types are the library's functions' and the continuation's.
+    let (pre_loop, twice, negate, fc): (PreLoop, Op, Op, SumFc) = unsafe { (func(&b, "pre_loop"), func(&b, "twice"), func(&b, "negate"), std::mem::transmute(res.code as usize)) };
+    let a: Vec<i64> = (0..100).map(|k| 3 * k + 1).collect();
+    // The activation ran g and 37 iterations of f.
+    let s37 = pre_loop(negate, twice, a.as_ptr(), 37) - negate(37);
+    let whole = pre_loop(negate, twice, a.as_ptr(), 100) - negate(100);
+    assert_eq!(fc(twice, a.as_ptr(), 100, 37, s37 + negate(100)), whole + negate(100));
+    assert_eq!(misses.map(|m| read(&m)), [0, 0], "the loop's call is site 1, guarded on twice");
+    // From s = 0: the iterations 37..100 alone (g's result left out of both).
+    let loop_sum = |n: i32| pre_loop(negate, negate, a.as_ptr(), n) - negate(n as i64);
+    assert_eq!(fc(negate, a.as_ptr(), 100, 37, 0), loop_sum(100) - loop_sum(37));
+    assert_eq!(misses.map(|m| read(&m)), [0, 63], "site 1 misses on negate; site 0 is not in the continuation");
+}
+
+type WithBuf = extern "C" fn(Op, i32) -> i64;
+type Fill = extern "C" fn(*mut i64, i32);
+/// with_buf's continuation: f, n, buf, i, s.
+type WithBufFc = extern "C" fn(Op, i32, *mut i64, i32, i64) -> i64;
+
+#[test]
+fn a_stack_array_of_the_frame_is_handed_over_by_address() {
+    let Some(b) = build("buf", LOOPS, false) else {
+        println!("skip: clang-19 cannot build the test library");
+        return;
+    };
+    let (header, live) = point(&b.bc, "with_buf", "for.body", &["f", "n", "buf", "i.06", "s.05"]);
+    let mut misses = 0u64;
+    let res = compile(&b, "with_buf", header, &live, &["twice"], &mut misses);
+    assert_eq!(res.ok, 1, "{}", res.error_text());
+    // SAFETY: the types are the library's functions' and the continuation's.
+    let (with_buf, fill, twice, fc): (WithBuf, Fill, Op, WithBufFc) = unsafe { (func(&b, "with_buf"), func(&b, "fill"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
+    // The activation's array, as F's frame holds it, after 37 of 200 iterations.
+    let mut buf = [0i64; 64];
+    fill(buf.as_mut_ptr(), 64);
+    let s37 = with_buf(twice, 37);
+    assert_eq!(fc(twice, 200, buf.as_mut_ptr(), 37, s37), with_buf(twice, 200));
+    assert_eq!(read(&misses), 0);
+}
+
 /// grid's continuation at the inner header `for.body6` (see the test for the names).
 type GridFc = extern "C" fn(Op, *const i64, i64, bool, i64, i64, i64, i64, i64, *const i64, i64, i64, i64) -> i64;
 type Grid = extern "C" fn(Op, *const i64, i32, i32) -> i64;
@@ -249,14 +335,20 @@ fn an_inner_loop_continues_and_the_outer_loop_recomputes_its_values() {
     // SAFETY: the types are the library's functions' and the continuation's.
     let (grid, grid_t, twice, fc): (Grid, GridT, Op, GridFc) = unsafe { (func(&b, "grid"), func(&b, "grid_t"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
     let (rows, cols) = (5i64, 100i64);
-    let m: Vec<i64> = (0..rows * cols).map(|k| (k * 13) % 97 - 40).collect();
+    // Leaked: a continuation that never finishes keeps reading it.
+    let m: &'static [i64] = Vec::leak((0..rows * cols).map(|k| (k * 13) % 97 - 40).collect());
     // Row 3, column 37: s holds rows 0-2, t the first 37 columns of row 3.
     let (r, c) = (3i64, 37i64);
     let s = grid(twice, m.as_ptr(), r as i32, cols as i32);
     let t = grid_t(twice, m.as_ptr(), r as i32, cols as i32, c as i32);
     // SAFETY: `r * cols` is inside `m`.
     let row = unsafe { m.as_ptr().add((r * cols) as usize) };
-    let got = fc(twice, m.as_ptr(), cols, true, rows, cols, r, s, r * cols, row, r + 1, c, t);
+    // A continuation that kept row 3's values for later rows would never leave the outer
+    // loop (its exit test compares r + 1): it runs on a thread of its own, with a limit.
+    let (mp, rp) = (m.as_ptr() as usize, row as usize);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(fc(twice, mp as *const i64, cols, true, rows, cols, r, s, r * cols, rp as *const i64, r + 1, c, t)));
+    let got = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the continuation did not finish");
     assert_eq!(got, grid(twice, m.as_ptr(), rows as i32, cols as i32));
     assert_eq!(read(&misses), 0);
 }
@@ -275,6 +367,14 @@ long Fussy::area(long x) const { if (x >= limit) throw Boom{x}; return x + 1; }
 extern "C" long total(Shape *const *v, int n) {
   long s = 0;
   for (int i = 0; i < n; i++) s += v[i]->area(i);
+  return s;
+}
+/* The loop catches what its body throws. */
+extern "C" long total_guarded(Shape *const *v, int n) {
+  long s = 0;
+  for (int i = 0; i < n; i++) {
+    try { s += v[i]->area(i); } catch (const Boom &b) { s -= b.at; }
+  }
   return s;
 }
 extern "C" Shape *make(int kind, long limit) {
@@ -308,10 +408,15 @@ struct Shapes {
 
 /// total's continuation at its loop header with `target` (a mangled `area`) inlined.
 fn shapes(tag: &str, target: &str) -> Option<Shapes> {
+    shapes_of(tag, "total", "s.06", target)
+}
+
+/// `function`'s continuation (live: v, n, i and the sum named `sum`) with `target` inlined.
+fn shapes_of(tag: &str, function: &str, sum: &str, target: &str) -> Option<Shapes> {
     let b = build(tag, SHAPES, true)?;
-    let (header, live) = point(&b.bc, "total", "for.body", &["v", "wide.trip.count", "indvars.iv", "s.06"]);
+    let (header, live) = point(&b.bc, function, "for.body", &["v", "wide.trip.count", "indvars.iv", sum]);
     let mut misses = Box::new(0u64);
-    let res = compile(&b, "total", header, &live, &[target], &mut misses);
+    let res = compile(&b, function, header, &live, &[target], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the continuation has TotalFc's type.
     let fc: TotalFc = unsafe { std::mem::transmute(res.code as usize) };
@@ -363,6 +468,23 @@ fn an_exception_thrown_in_the_continuation_reaches_the_callers_catch() {
 }
 
 #[test]
+fn exceptions_in_the_continuation_land_in_the_loops_own_handler() {
+    let Some(s) = shapes_of("catch", "total_guarded", "s.014", "_ZNK5Fussy4areaEl") else {
+        println!("skip: clang++-19 cannot build the test library");
+        return;
+    };
+    // SAFETY: the library's functions with their C types.
+    let (make, total_guarded): (Make, Total) = unsafe { (func(&s.b, "make"), func(&s.b, "total_guarded")) };
+    // Fussy shapes throw from index 60 on; the loop subtracts what they throw. One Square
+    // (a guard miss) in between.
+    let mut v: Vec<_> = (0..100).map(|_| make(2, 60)).collect();
+    v[80] = make(0, 0);
+    let s37 = total_guarded(v.as_ptr(), 37);
+    assert_eq!((s.fc)(v.as_ptr(), 100, 37, s37), total_guarded(v.as_ptr(), 100));
+    assert_eq!(read(&s.misses), 1);
+}
+
+#[test]
 fn requests_that_do_not_name_a_point_of_the_function_are_rejected() {
     let Some(b) = build("reject", LOOPS, false) else {
         println!("skip: clang-19 cannot build the test library");
@@ -376,17 +498,26 @@ fn requests_that_do_not_name_a_point_of_the_function_are_rejected() {
         assert_eq!((r.ok, r.rejected), (0, 1), "header {h} live {l:?}: {}", r.error_text());
         r.error_text()
     };
-    assert!(rejected(99, &live).contains("not in sum_loop"));
-    assert!(rejected(0, &live).contains("entry"));
-    let mut bad = live.clone();
-    bad[0] = OSR_LIVE_ARG | 7;
-    assert!(rejected(header, &bad).contains("not in sum_loop"));
-    bad[0] = live[1];
-    assert!(rejected(header, &bad).contains("twice"));
-    // The branch at the end of the loop is void: it cannot be a parameter.
-    let (_, br) = point(&b.bc, "sum_loop", "for.body", &["exitcond.not"]);
-    let void_br = br[0] + 1;
-    assert!(rejected(header, &[live[0], live[1], live[2], live[3], void_br]).contains("void"));
+    // Not a loop header of sum_loop; its entry block.
+    assert!(rejected(99, &live).contains("block 99 of sum_loop is not an OSR point"));
+    assert!(rejected(0, &live).contains("not an OSR point"));
+    // A live value too many, too few, out of range, named twice, in another order, or
+    // void (the loop's branch): not the point's live set.
+    let mismatch = |l: &[u32]| assert!(rejected(header, l).contains("the request names"), "{l:?}");
+    let (_, exit) = point(&b.bc, "sum_loop", "for.body", &["exitcond.not"]);
+    mismatch(&[&live[..], &exit[..]].concat());
+    mismatch(&live[..4]);
+    mismatch(&[&[OSR_LIVE_ARG | 7], &live[1..]].concat());
+    mismatch(&[&[live[1]], &live[1..]].concat());
+    mismatch(&[live[1], live[0], live[2], live[3], live[4]]);
+    mismatch(&[live[0], live[1], live[2], live[3], exit[0] + 1]);
+    // A function without a loop; one whose frame cannot be rebuilt.
+    let (vh, vl) = point(&b.bc, "vla", "for.body", &["f"]);
+    let r = compile(&b, "twice", 1, &[], &[], &mut misses);
+    assert_eq!((r.ok, r.rejected), (0, 1), "{}", r.error_text());
+    let r = compile(&b, "vla", vh, &vl, &["twice"], &mut misses);
+    assert_eq!((r.ok, r.rejected), (0, 1), "{}", r.error_text());
+    assert!(r.error_text().contains("vla has no OSR points"), "{}", r.error_text());
     // The point itself compiles.
     assert_eq!(compile(&b, "sum_loop", header, &live, &["twice"], &mut misses).ok, 1);
 }
