@@ -22,7 +22,10 @@ extern "C" fn negate(x: i64) -> i64 {
 type Apply = extern "C" fn(extern "C" fn(i64) -> i64, i64) -> i64;
 
 fn bitcode() -> Option<Vec<u8>> {
-    let dir = std::env::temp_dir().join(format!("drti-jitd-e2e-{}", std::process::id()));
+    // One directory per call: the tests run in parallel and each removes its own.
+    static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let k = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("drti-jitd-e2e-{}-{k}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("m.c"), SOURCE).unwrap();
     let ok = Command::new("clang-19").args(["-O2", "-emit-llvm", "-c", "m.c", "-o", "m.bc"]).current_dir(&dir).status().ok()?.success();

@@ -171,6 +171,17 @@ unsafe fn func<T: Copy>(b: &Built, name: &str) -> T {
     unsafe { std::mem::transmute_copy(&(a as usize)) }
 }
 
+/// The code a compile produced.
+///
+/// # Safety
+/// `T` must be the compiled function's type.
+unsafe fn code<T: Copy>(res: &JitResult) -> T {
+    assert_eq!(std::mem::size_of::<T>(), 8);
+    assert_ne!(res.code, 0);
+    // SAFETY: per the function contract.
+    unsafe { std::mem::transmute_copy(&(res.code as usize)) }
+}
+
 fn read(counter: &u64) -> u64 {
     // SAFETY: a plain counter the JIT'd code bumps atomically on this thread.
     unsafe { std::ptr::read_volatile(counter) }
@@ -243,7 +254,7 @@ fn a_loop_through_a_function_pointer_continues_at_iteration_37() {
     let res = compile(&b, "sum_loop", header, &live, &["twice"], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the types are the library's functions' and the continuation's.
-    let (sum_loop, twice, negate, fc): (SumLoop, Op, Op, SumFc) = unsafe { (func(&b, "sum_loop"), func(&b, "twice"), func(&b, "negate"), std::mem::transmute(res.code as usize)) };
+    let (sum_loop, twice, negate, fc): (SumLoop, Op, Op, SumFc) = unsafe { (func(&b, "sum_loop"), func(&b, "twice"), func(&b, "negate"), code(&res)) };
     let a: Vec<i64> = (0..100).map(|k| k * 7 - 300).collect();
     // An activation after 37 of 100 iterations: i = 37, s = the sum of the first 37.
     let s37 = sum_loop(twice, a.as_ptr(), 37);
@@ -274,7 +285,7 @@ fn sites_keep_their_ordinals_in_f_and_a_site_before_the_loop_is_left_out() {
     let res = compile_sites(&b, "pre_loop", header, &live, &[(0, &["negate"]), (1, &["twice"])], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the types are the library's functions' and the continuation's.
-    let (pre_loop, twice, negate, fc): (PreLoop, Op, Op, SumFc) = unsafe { (func(&b, "pre_loop"), func(&b, "twice"), func(&b, "negate"), std::mem::transmute(res.code as usize)) };
+    let (pre_loop, twice, negate, fc): (PreLoop, Op, Op, SumFc) = unsafe { (func(&b, "pre_loop"), func(&b, "twice"), func(&b, "negate"), code(&res)) };
     let a: Vec<i64> = (0..100).map(|k| 3 * k + 1).collect();
     // The activation ran g and 37 iterations of f.
     let s37 = pre_loop(negate, twice, a.as_ptr(), 37) - negate(37);
@@ -303,7 +314,7 @@ fn a_stack_array_of_the_frame_is_handed_over_by_address() {
     let res = compile(&b, "with_buf", header, &live, &["twice"], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the types are the library's functions' and the continuation's.
-    let (with_buf, fill, twice, fc): (WithBuf, Fill, Op, WithBufFc) = unsafe { (func(&b, "with_buf"), func(&b, "fill"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
+    let (with_buf, fill, twice, fc): (WithBuf, Fill, Op, WithBufFc) = unsafe { (func(&b, "with_buf"), func(&b, "fill"), func(&b, "twice"), code(&res)) };
     // The activation's array, as F's frame holds it, after 37 of 200 iterations.
     let mut buf = [0i64; 64];
     fill(buf.as_mut_ptr(), 64);
@@ -333,7 +344,7 @@ fn an_inner_loop_continues_and_the_outer_loop_recomputes_its_values() {
     let res = compile(&b, "grid", header, &live, &["twice"], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the types are the library's functions' and the continuation's.
-    let (grid, grid_t, twice, fc): (Grid, GridT, Op, GridFc) = unsafe { (func(&b, "grid"), func(&b, "grid_t"), func(&b, "twice"), std::mem::transmute(res.code as usize)) };
+    let (grid, grid_t, twice, fc): (Grid, GridT, Op, GridFc) = unsafe { (func(&b, "grid"), func(&b, "grid_t"), func(&b, "twice"), code(&res)) };
     let (rows, cols) = (5i64, 100i64);
     // Leaked: a continuation that never finishes keeps reading it.
     let m: &'static [i64] = Vec::leak((0..rows * cols).map(|k| (k * 13) % 97 - 40).collect());
@@ -419,7 +430,7 @@ fn shapes_of(tag: &str, function: &str, sum: &str, target: &str) -> Option<Shape
     let res = compile(&b, function, header, &live, &[target], &mut misses);
     assert_eq!(res.ok, 1, "{}", res.error_text());
     // SAFETY: the continuation has TotalFc's type.
-    let fc: TotalFc = unsafe { std::mem::transmute(res.code as usize) };
+    let fc: TotalFc = unsafe { code(&res) };
     Some(Shapes { b, fc, misses })
 }
 
