@@ -3,7 +3,7 @@ PREFIX ?= /usr/local
 CARGO ?= cargo
 REL := target/release
 
-.PHONY: all setup build demo test bench bench-real bench-memory install clean
+.PHONY: all setup build demo test bench bench-real bench-memory bench-osr install clean
 
 all: build
 
@@ -33,6 +33,10 @@ bench-real: build
 # Peak RSS of the application with the compiler outside it, and cache-hit latency.
 bench-memory: build
 	@bash scripts/bench-memory.sh
+
+# On-stack replacement: hot loops in functions entered once (plain, decorated, agent).
+bench-osr: build
+	@bash scripts/bench-osr.sh
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib

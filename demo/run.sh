@@ -47,6 +47,10 @@ done
 AGENT=$BIN/libdrti_agent.so
 
 mkdir -p "$OUT"
+# The demo's own code cache, empty at start: round 1 compiles, later rounds patch from it
+# (what a user's second run of a program does).
+CACHE=$OUT/cache
+rm -rf "$CACHE"
 
 # build NAME DIR CC CXX FLAGS... : demo/build.sh with its chatter in a log file.
 build() {
@@ -160,7 +164,7 @@ bench_level() {
                     drti)
                         dir=$DRTI; exe=$prog
                         dump=$DUMPS/${id//[^A-Za-z0-9_]/_}-r$r.json
-                        envs=("LD_PRELOAD=$AGENT" "DRTI_DUMP=$dump")
+                        envs=("LD_PRELOAD=$AGENT" "DRTI_DUMP=$dump" "DRTI_CACHE_DIR=$CACHE")
                         ;;
                     oracle)
                         dir=$PLAIN; exe=$prog-oracle
