@@ -14,6 +14,8 @@ ROUNDS=${1:-5}
 for f in drti-c++ drti-cc libdrti_agent.so drti-jitd; do
     [ -e "$BIN/$f" ] || { echo "[bench-memory] ERROR: $BIN/$f missing: run 'make build' first" >&2; exit 1; }
 done
+# GNU time measures the plain program's peak (scripts/setup.sh installs it when it can).
+if [ ! -x /usr/bin/time ]; then echo "bench-memory: skip: /usr/bin/time (GNU time) is not installed"; exit 77; fi
 mkdir -p "$OUT"
 "$BIN/drti-c++" -O2 -o "$OUT/many_hot" "$REPO/tests/progs/many_hot.cpp"
 "$BIN/drti-cc" -O2 -o "$OUT/kernel" "$REPO/demo/kernel.c"

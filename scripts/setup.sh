@@ -14,6 +14,7 @@ command -v llvm-config-19 >/dev/null 2>&1 || need+=(llvm-19-dev)
 [ -e /usr/include/zlib.h ] || need+=(zlib1g-dev)
 want=()
 command -v gdb >/dev/null 2>&1 || want+=(gdb)
+[ -x /usr/bin/time ] || want+=(time)
 command -v cmake >/dev/null 2>&1 || want+=(cmake)
 python3 -m pip --version >/dev/null 2>&1 || want+=(python3-pip)
 
