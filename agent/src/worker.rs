@@ -344,19 +344,20 @@ impl WarmStart {
 
     /// Stores the edges module `id` has inlined now, for later runs.
     fn remember(&self, agent: &mut Agent, id: usize) {
-        let inlined: Vec<((usize, u32, u64), usize, u32, f64)> = agent
+        // (site, target module, target function, calls/s) of each inlined edge.
+        let inlined: Vec<(u32, usize, u32, f64)> = agent
             .edges
             .map
             .iter()
             .filter(|e| e.key().0 == id && e.state == EdgeState::Inlined)
             .filter_map(|e| match e.callee {
-                Callee::Decorated { module, function } => Some((*e.key(), module, function, e.rate.per_s)),
+                Callee::Decorated { module, function } => Some((e.key().1, module, function, e.rate.per_s)),
                 Callee::Outside { .. } => None,
             })
             .collect();
         let Some(hash) = hash_of(agent, id) else { return };
         let mut edges = Vec::new();
-        for ((_, site, _), module, function, calls_per_s) in inlined {
+        for (site, module, function, calls_per_s) in inlined {
             let Some(target_module) = hash_of(agent, module) else { continue };
             edges.push(crate::warm::WarmEdge { site, target_module, target: agent.function_name(module, function), calls_per_s });
         }

@@ -75,36 +75,8 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
     assert!(res.phases.cpu_ms > 0.0);
 
     // The same request with this process's addresses names the object's symbols.
-    let twice_addr = real_twice as *const () as usize as u64;
-    let syms: Vec<JitSymbol> = globals.iter().map(|n| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: twice_addr }).collect();
-    let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
     let mut misses = 0u64;
-    let targets = [JitTarget { address: twice_addr, module: 0, name: "twice".as_ptr(), name_len: 5, slot: std::ptr::null() }];
-    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 };
-    let mirror = JitRequest {
-        abi_version: JIT_ABI_VERSION,
-        opt_level: 2,
-        modules: &module,
-        n_modules: 1,
-        function_module: 0,
-        function_name: "apply".as_ptr(),
-        function_name_len: 5,
-        sites: &site,
-        n_sites: 1,
-        probes: std::ptr::null(),
-        n_probes: 0,
-        sample_fn: 0,
-        count_fn: 0,
-        countdown_offset: 0,
-        countdown_static: 0,
-        inject_failure: 0,
-        osr_header: NO_OSR,
-        osr_live: std::ptr::null(),
-        n_osr_live: 0,
-    };
-    // SAFETY: the request points at locals of this function, alive until it returns.
-    let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };
-    let linked = drti_agent::link::link(&bytes, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
+    let linked = link_here(&bc, &globals, &bytes, &mut misses, None);
     let (code, _) = linked.function(&entry).unwrap();
     // SAFETY: `code` is F+ of `apply`, every symbol resolved; it has apply's type.
     let apply: Apply = unsafe { std::mem::transmute::<usize, Apply>(code as usize) };
@@ -153,12 +125,30 @@ fn the_compiler_process_compiles_an_osr_continuation() {
     let res = session.compile(&wrong, &mut |h| (*h == hash).then(|| data.clone()), Duration::from_secs(60)).expect("compile");
     assert!(matches!(&res.outcome, Outcome::Rejected { target: -1, reason } if reason.contains("the request names")), "{:?}", res.outcome);
 
+    let mut misses = 0u64;
+    let linked = link_here(&bc, &globals, &bytes, &mut misses, Some(&osr));
+    let (code, _) = linked.function(&entry).unwrap();
+    // SAFETY: `code` is apply's continuation, every symbol resolved; it has ApplyFc's type.
+    let fc: ApplyFc = unsafe { std::mem::transmute::<usize, ApplyFc>(code as usize) };
+    // An activation after 37 of 100 iterations with the inlined twice (which doubles).
+    let s37: i64 = (0..37).map(|i| 2 * i).sum();
+    assert_eq!(fc(real_twice, 100, 37, s37), (0..100).map(|i| 2 * i).sum::<i64>());
+    assert_eq!(misses, 0);
+    assert_eq!(fc(negate, 100, 37, 5), 5 - (37..100).sum::<i64>());
+    assert_eq!(misses, 63);
+    // SAFETY: no thread runs the linked code any more.
+    unsafe { linked.release() };
+}
+
+/// Links `object` (compiled for `apply` of `bc`, `twice` inlined, continuation of `osr` if
+/// given) with this process's addresses, named as the same request made here would name
+/// them: `twice` is `real_twice`, the miss counter is `misses`.
+fn link_here(bc: &[u8], globals: &[String], object: &[u8], misses: &mut u64, osr: Option<&OsrReq>) -> drti_agent::link::LinkedObject {
     let twice_addr = real_twice as *const () as usize as u64;
     let syms: Vec<JitSymbol> = globals.iter().map(|n| JitSymbol { name: n.as_ptr(), name_len: n.len(), address: twice_addr }).collect();
     let module = JitModule { bitcode: bc.as_ptr(), bitcode_len: bc.len(), symbols: syms.as_ptr(), n_symbols: syms.len() };
-    let mut misses = 0u64;
     let targets = [JitTarget { address: twice_addr, module: 0, name: "twice".as_ptr(), name_len: 5, slot: std::ptr::null() }];
-    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: &mut misses, site: 0, area: 0 };
+    let site = JitSite { owner: JitOwner::F, ordinal: 0, n_targets: 1, targets: targets.as_ptr(), miss_counter: misses, site: 0, area: 0 };
     let mirror = JitRequest {
         abi_version: JIT_ABI_VERSION,
         opt_level: 2,
@@ -176,22 +166,11 @@ fn the_compiler_process_compiles_an_osr_continuation() {
         countdown_offset: 0,
         countdown_static: 0,
         inject_failure: 0,
-        osr_header: osr.header,
-        osr_live: osr.live.as_ptr(),
-        n_osr_live: osr.live.len(),
+        osr_header: osr.map_or(NO_OSR, |o| o.header),
+        osr_live: osr.map_or(std::ptr::null(), |o| o.live.as_ptr()),
+        n_osr_live: osr.map_or(0, |o| o.live.len()),
     };
     // SAFETY: the request points at locals of this function, alive until it returns.
     let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };
-    let linked = drti_agent::link::link(&bytes, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"));
-    let (code, _) = linked.function(&entry).unwrap();
-    // SAFETY: `code` is apply's continuation, every symbol resolved; it has ApplyFc's type.
-    let fc: ApplyFc = unsafe { std::mem::transmute::<usize, ApplyFc>(code as usize) };
-    // An activation after 37 of 100 iterations with the inlined twice (which doubles).
-    let s37: i64 = (0..37).map(|i| 2 * i).sum();
-    assert_eq!(fc(real_twice, 100, 37, s37), (0..100).map(|i| 2 * i).sum::<i64>());
-    assert_eq!(misses, 0);
-    assert_eq!(fc(negate, 100, 37, 5), 5 - (37..100).sum::<i64>());
-    assert_eq!(misses, 63);
-    // SAFETY: no thread runs the linked code any more.
-    unsafe { linked.release() };
+    drti_agent::link::link(object, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"))
 }
