@@ -12,7 +12,8 @@ binaries and {data} with the scripts/bench-real directory.
 Variants: plain (clang-19 -O2), pgo (clang-19 -O2 -fprofile-use), decorated (drti-cc -O2,
 no agent), agent (the decorated binary with LD_PRELOAD=AGENT_SO and a DRTI_DUMP per run).
 Extra environment for the agent runs: BENCH_REAL_AGENT_ENV="K=V K=V".
-Each run is timed with the wall clock; os.wait4 gives its CPU time and peak RSS.
+Each run is timed with the wall clock; os.wait4 gives its CPU time (the agent's plus the
+compiler process's compile CPU from its dump), GNU time its peak RSS (the agent's: its dump).
 Exit status: 0, or 1 when a run failed or an output differed from the plain build's.
 """
 import json
@@ -56,9 +57,16 @@ def clean_env():
 
 
 def run(argv, env):
-    """Runs argv; returns (wall ms, cpu ms, peak RSS KiB, exit status, stdout, stderr)."""
+    """Runs argv; returns (wall ms, cpu ms, peak RSS KiB, exit status, stdout, stderr).
+
+    The peak RSS is GNU time's (the program's own: os.wait4's would also count this
+    Python's memory, which the child had before exec); None without /usr/bin/time."""
     out_path = os.path.join(RUN_TMP, "stdout")
     err_path = os.path.join(RUN_TMP, "stderr")
+    rss_path = os.path.join(RUN_TMP, "rss")
+    timed = os.path.exists("/usr/bin/time")
+    if timed:
+        argv = ["/usr/bin/time", "-f", "%M", "-o", rss_path] + argv
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
@@ -70,13 +78,19 @@ def run(argv, env):
     with open(err_path, "rb") as f:
         stderr = f.read()
     cpu = (ru.ru_utime + ru.ru_stime) * 1000.0
-    return wall, cpu, ru.ru_maxrss, proc.returncode, stdout, stderr
+    rss = None
+    if timed:
+        try:
+            rss = int(open(rss_path).read().split()[-1])
+        except (OSError, ValueError, IndexError):
+            rss = None
+    return wall, cpu, rss, proc.returncode, stdout, stderr
 
 
 def dump_stats(path):
     """(compiles that succeeded, compiles attempted, JIT ms summed over compiles, active
-    patches, % of profiling samples dropped) from an agent dump; None when the agent wrote
-    none."""
+    patches, % of profiling samples dropped, compile CPU ms, the application's peak RSS KiB)
+    from an agent dump; None when the agent wrote none."""
     try:
         with open(path) as f:
             d = json.load(f)
@@ -89,7 +103,7 @@ def dump_stats(path):
     dropped = int(d.get("samples_dropped") or 0)
     taken = sum(int(e.get("samples") or 0) for e in (d.get("edges") or []))
     dropped_pct = 100.0 * dropped / (dropped + taken) if dropped + taken else 0.0
-    return ok, len(compiles), ms, patches, dropped_pct
+    return ok, len(compiles), ms, patches, dropped_pct, float(d.get("jit_cpu_ms") or 0.0), d.get("peak_rss_kb")
 
 
 def train(spec, program, bindir, profdir):
@@ -142,6 +156,14 @@ def bench(spec, outdir, rounds, agent_so):
                         os.remove(dump)
                     env["DRTI_DUMP"] = dump
                 wall, cpu, rss, rc, out, err = run(argv, env)
+                if v == "agent" and rc == 0:
+                    # The compiler process is not the program's child: its CPU (the dump's
+                    # jit_cpu_ms) is added; the program's own peak RSS is the dump's (GNU
+                    # time's would count the compiler's starter, which the agent reaps).
+                    s = dump_stats(env["DRTI_DUMP"])
+                    if s is not None:
+                        cpu += s[5]
+                        rss = s[6] if s[6] is not None else rss
                 if rc != 0:
                     failures.append(f"{workload} [{v}] round {r + 1}: exit status {rc}: "
                                     f"{err[-1500:].decode(errors='replace')}")
@@ -163,7 +185,7 @@ def bench(spec, outdir, rounds, agent_so):
     load_end = os.getloadavg()
 
     def med(workload, v, i):
-        xs = [t[i] for t in times.get((workload, v), []) if t is not None]
+        xs = [t[i] for t in times.get((workload, v), []) if t is not None and t[i] is not None]
         return statistics.median(xs) if xs else None
 
     def paired(workload, v, i=0):
@@ -188,7 +210,7 @@ def bench(spec, outdir, rounds, agent_so):
         patched = f"{statistics.median([x[3] for x in s]):.0f}" if s else "—"
         dropped = f"{statistics.median([x[4] for x in s]):.1f}%" if s else "—"
         rp, ra = med(workload, "plain", 2), med(workload, "agent", 2)
-        rss = "—" if rp is None or ra is None else f"{rp / 1024:.1f} / {ra / 1024:.1f}"
+        rss = "—" if not rp or not ra else f"{rp / 1024:.1f} / {ra / 1024:.1f}"
         print(f"| {program}: {workload} | {cell(med(workload, 'plain', 0), '{:.0f}')} "
               f"| {cell(med(workload, 'pgo', 0), '{:.0f}')} | {cell(med(workload, 'decorated', 0), '{:.0f}')} "
               f"| {cell(med(workload, 'agent', 0), '{:.0f}')} | {cell(paired(workload, 'pgo'))} "
@@ -196,7 +218,7 @@ def bench(spec, outdir, rounds, agent_so):
               f"| {cell(paired(workload, 'agent', 1))} | {comp} | {jit} | {patched} | {dropped} | {rss} |")
     print()
     print(f"Wall-clock medians; ratios are medians of per-round ratios to the plain run of the same round; "
-          f"\"agent/plain CPU\" compares user+system CPU (the agent's includes its JIT thread). "
+          f"\"agent/plain CPU\" compares user+system CPU (the agent's includes the compiler process's compile CPU). "
           f"Compiles, JIT ms (sum of the dump's compile times), patched functions and the share of "
           f"profiling samples the agent dropped are per run (median). "
           f"Agent: {agent_desc}. Load average at start {load_start[0]:.1f}, at end {load_end[0]:.1f} "
