@@ -78,11 +78,17 @@ pub fn render(dump: &Dump) -> String {
         let _ = writeln!(out, "\ncompiles:");
         for c in &dump.compiles {
             let status = if c.ok { "ok".to_owned() } else { format!("failed: {}", or_dash(&c.error)) };
-            let phases = match &c.phases {
-                Some(p) => format!("  (parse {:.1}, bind {:.1}, optimise {:.1}, codegen {:.1} ms)", p.parse_ms, p.bind_ms, p.optimise_ms, p.codegen_ms),
-                None => String::new(),
+            let phases = match (&c.phases, c.cache.as_deref()) {
+                (_, Some("hit")) => "  (from the code cache)".to_owned(),
+                (Some(p), _) => format!("  (parse {:.1}, bind {:.1}, optimise {:.1}, codegen {:.1} ms)", p.parse_ms, p.bind_ms, p.optimise_ms, p.codegen_ms),
+                (None, _) => String::new(),
             };
-            let _ = writeln!(out, "  {:<28} inlined [{}]  {:.1} ms  {} bytes  {}{phases}", c.function, c.inlined.join(", "), c.ms, c.code_bytes, status);
+            // An on-stack-replacement continuation enters F at a loop header.
+            let name = match c.osr_header {
+                Some(h) => format!("{} @loop {h}", c.function),
+                None => c.function.clone(),
+            };
+            let _ = writeln!(out, "  {:<28} inlined [{}]  {:.1} ms  {} bytes  {}{phases}", name, c.inlined.join(", "), c.ms, c.code_bytes, status);
         }
     }
     if !dump.patches.is_empty() {
@@ -93,4 +99,20 @@ pub fn render(dump: &Dump) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bitcode_embed::dump::DumpCompile;
+
+    #[test]
+    fn compiles_say_where_their_code_came_from() {
+        let mut d = Dump::default();
+        d.compiles.push(DumpCompile { function: "apply".into(), inlined: vec!["twice".into()], ok: true, cache: Some("hit".into()), ..Default::default() });
+        d.compiles.push(DumpCompile { function: "main".into(), inlined: vec!["add".into()], ok: true, cache: Some("miss".into()), osr_header: Some(4), ..Default::default() });
+        let text = render(&d);
+        assert!(text.contains("apply") && text.contains("(from the code cache)"), "{text}");
+        assert!(text.contains("main @loop 4"), "{text}");
+    }
 }
