@@ -965,6 +965,10 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
             None => {
                 let why = if hot.is_empty() {
                     "main is entered only once".to_owned()
+                } else if points.is_empty() {
+                    // drti-cc places no point in a function with setjmp, varargs, dynamic
+                    // allocas, stacksave, musttail or token values (`drti inspect` lists them).
+                    "main is entered only once and has no OSR point (no loop with an indirect call, or setjmp, varargs, dynamic allocas and the like)".to_owned()
                 } else {
                     "main is entered only once and no loop with an OSR point holds its hot sites".to_owned()
                 };

@@ -18,6 +18,7 @@ fn dir() -> &'static PathBuf {
         compile(&d, "drti-c++", &["tests/progs/osr_main.cpp"], "osr_main_cpp", &[]);
         compile(&d, "drti-c++", &["tests/progs/osr_throw.cpp"], "osr_throw", &[]);
         compile(&d, "drti-cc", &["demo/sort.c"], "sort", &[]);
+        compile(&d, "drti-cc", &["tests/progs/osr_setjmp.c"], "osr_setjmp", &[]);
         d
     })
 }
@@ -69,4 +70,13 @@ fn the_sort_demos_checking_loop_moves_into_compiled_code() {
     // msort is recursive: activations in flight when its F+ is installed leave its twin
     // within milliseconds; that is no stuck loop, and no continuation is compiled for it.
     assert!(continuations(&d, "msort").is_empty(), "{:?}", d.compiles);
+}
+
+#[test]
+fn a_main_with_setjmp_is_rejected_with_the_reason() {
+    let d = same_output("osr_setjmp", &["5000"], &[("DRTI_HOT_THRESHOLD", "100")]);
+    assert!(continuations(&d, "main").is_empty(), "{:?}", d.compiles);
+    let e = d.edge("main", "add").unwrap_or_else(|| panic!("no edge main -> add: {:?}", d.edges));
+    assert_eq!(e.state, "rejected", "{e:?}");
+    assert!(e.reason.as_deref().unwrap_or("").contains("no OSR point"), "{e:?}");
 }
