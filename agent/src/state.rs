@@ -96,16 +96,14 @@ pub struct Agent {
     pub compiler: Option<Result<std::sync::Arc<std::sync::Mutex<crate::compiler::Compiler>>, String>>,
     /// The patcher, once created.
     pub patcher: Option<Result<crate::patch::Patcher, String>>,
-    /// Decorated code was seen calling decorated code: start the compiler ahead of need.
-    pub want_tools: bool,
     /// How long starting the compiler took on the agent thread (once per process).
     pub jit_load_ms: Option<f64>,
     /// OSR points whose slot holds a continuation: (module, point index).
     pub osr_armed: std::collections::HashSet<(usize, u32)>,
     /// Compiled functions with an activation still in their twin (see `worker::record`),
-    /// waiting for an OSR continuation; and the samples that showed it.
+    /// waiting for an OSR continuation; and each compiled function's watch for that.
     pub osr_wanted: std::collections::HashSet<(usize, u32)>,
-    pub stuck_samples: HashMap<(usize, u32), (f64, f64, u32)>,
+    pub stuck: HashMap<(usize, u32), crate::osr::StuckWatch>,
     /// (module, site) pairs compiled code has ever sampled (unguarded sites of F+ and of
     /// the copies inlined in it): their samples may not come from a twin.
     pub probed_sites: std::collections::HashSet<(usize, u32)>,
@@ -168,7 +166,6 @@ fn fresh(config: Config) -> Agent {
         patches: Vec::new(),
         compiler: None,
         patcher: None,
-        want_tools: false,
         jit_load_ms: None,
         code: crate::code_owner::CodeOwner::default(),
         fork_child_note: None,
@@ -185,7 +182,7 @@ fn fresh(config: Config) -> Agent {
         sites_off: Default::default(),
         osr_armed: Default::default(),
         osr_wanted: Default::default(),
-        stuck_samples: Default::default(),
+        stuck: Default::default(),
         probed_sites: Default::default(),
         decided: HashMap::new(),
         site_baseline: HashMap::new(),
@@ -424,7 +421,7 @@ impl Agent {
         self.decided.retain(|f, _| f.0 != id);
         self.osr_armed.retain(|p| p.0 != id);
         self.osr_wanted.retain(|f| f.0 != id);
-        self.stuck_samples.retain(|f, _| f.0 != id);
+        self.stuck.retain(|f, _| f.0 != id);
         self.probed_sites.retain(|p| p.0 != id);
         // Edges from or into the module leave the table (kept for the dump): another object
         // may later be loaded at the same addresses and must get edges of its own.

@@ -49,10 +49,6 @@ const MAX_DEOPTS: u32 = 3;
 const MIN_SHARE: u64 = 20;
 /// Interval between guard-miss checks (and attempts to free retired code).
 const MISS_CHECK: Duration = Duration::from_millis(100);
-/// Samples of sites an F+ guards, from F's twin, that show an activation stuck in it, and
-/// the seconds they must span.
-const STUCK_SAMPLES: u32 = 3;
-const STUCK_AFTER_S: f64 = 0.05;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 /// A compile is running (set around the unlocked part of a compile).
@@ -175,7 +171,6 @@ fn run() {
             }
             idle = false;
         }
-        let mut want_jit = false;
         let mut job = None;
         if let Some(mut agent) = state::lock() {
             // Samples are popped only under the lock, so none is lost when the exit
@@ -201,22 +196,15 @@ fn run() {
                 jit_off(&mut agent, "the agent ran out of memory");
             }
             if agent.config.jit {
-                // A compile picked before the compiler is started asks for it (`prepare`)
-                // and waits, queued, until it is.
-                while job.is_none() && !(agent.want_tools && agent.compiler.is_none()) {
+                while job.is_none() {
                     let Some(f) = next_compile(&mut agent) else { break };
                     job = prepare(&mut agent, f);
                 }
-                want_jit = agent.want_tools && agent.compiler.is_none();
                 if last_check.elapsed() >= MISS_CHECK {
                     check_misses(&mut agent);
                     last_check = Instant::now();
                 }
             }
-        }
-        if want_jit {
-            start_compiler();
-            idle = false;
         }
         if let Some(job) = job {
             IN_FLIGHT.store(true, Ordering::SeqCst);
@@ -336,7 +324,6 @@ impl WarmStart {
             edge.recent = edge.recent.max(threshold);
             edge.rate.observe(e.calls_per_s, now_s, 1.0);
             drop(edge);
-            agent.want_tools = true;
             tracing::debug!(caller = %agent.function_name(caller.0, caller.1), target = %e.target, "edge hot (warm start)");
             queue(agent, caller);
         }
@@ -452,30 +439,9 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     let given_up = st.0 == FnStatus::Given;
     let threshold = crate::policy::evidence_needed(agent.config.hot_threshold, st.1);
     let mut got_hot = false;
-    // A sample of a site the installed F+ guards for this target comes from F's twin: an
-    // activation that entered F before the patch and has not returned (a loop).
-    // Unless compiled code samples the site too (a copy of F inlined elsewhere, whose
-    // site is left unguarded): its samples cannot be told apart.
-    let from_stuck_twin = st.0 == FnStatus::Optimised && !agent.probed_sites.contains(&(id, s.site)) && agent.edges.map.get(&key).is_some_and(|e| e.state == EdgeState::Inlined);
-    if let (true, Some(f)) = (from_stuck_twin, caller) {
-        // Activations in flight at the patch (a recursion, a call that was running) leave
-        // the twin within milliseconds; one that keeps sampling after STUCK_AFTER_S is in
-        // a loop.
-        let (first, last, n) = agent.stuck_samples.entry(f).or_insert((now_s, now_s, 0));
-        if now_s - *last > STUCK_AFTER_S {
-            // A pause: what came before was activations in flight, not a loop.
-            (*first, *n) = (now_s, 0);
-        }
-        *last = now_s;
-        *n += 1;
-        if *n >= STUCK_SAMPLES && now_s - *first >= STUCK_AFTER_S && !agent.osr_wanted.contains(&f) && agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
-            agent.stuck_samples.remove(&f);
-            tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
-            agent.osr_wanted.insert(f);
-            queue(agent, f);
-        }
-    }
+    let mut was_inlined = false;
     if let Some(mut e) = agent.edges.map.get_mut(&key) {
+        was_inlined = e.state == EdgeState::Inlined;
         e.calls += s.weight as u64;
         e.recent += s.weight as u64;
         e.samples += 1;
@@ -485,16 +451,23 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
             Callee::Decorated { module, .. } => agent.module(module).is_some(),
             Callee::Outside { .. } => true,
         };
-        if matches!(e.callee, Callee::Decorated { .. }) {
-            // Decorated code calls decorated code through a pointer: an edge may get hot.
-            // Loading LLVM takes tens of milliseconds; start now so that, where the edge
-            // warms up over more than one batch, hot-to-patch is only the compile.
-            agent.want_tools = true;
-        }
         let may_heat = e.state == EdgeState::Cold || (e.state == EdgeState::Invalidated && !given_up);
         if may_heat && e.recent >= threshold && callee_live {
             e.state = EdgeState::Hot;
             got_hot = true;
+        }
+    }
+    // A sample of a site the installed F+ guards for this target comes from F's twin: an
+    // activation that entered F before the patch and has not returned. Unless compiled
+    // code samples the site too (a copy of F inlined elsewhere, its site left unguarded):
+    // its samples cannot be told apart.
+    if let (true, FnStatus::Optimised, Some(f)) = (was_inlined, st.0, caller) {
+        if !agent.probed_sites.contains(&(id, s.site)) && agent.stuck.entry(f).or_default().observe(now_s) && !agent.osr_wanted.contains(&f) {
+            if agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
+                tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
+                agent.osr_wanted.insert(f);
+                queue(agent, f);
+            }
         }
     }
     if !got_hot {
@@ -910,9 +883,9 @@ fn prepare(agent: &mut Agent, f: (usize, u32)) -> Option<Job> {
             return None;
         }
         None => {
-            // Not started yet: try again once it is.
-            agent.pending.insert(0, f);
-            agent.want_tools = true;
+            // The agent thread sets the compiler up before it compiles anything; a
+            // process whose JIT was off at that point compiles nothing.
+            give_up(agent, f, &name, "no compiler was set up", false);
             return None;
         }
     };
