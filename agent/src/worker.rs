@@ -462,12 +462,11 @@ fn record(agent: &mut Agent, s: &Sample, now_s: f64) {
     // code samples the site too (a copy of F inlined elsewhere, its site left unguarded):
     // its samples cannot be told apart.
     if let (true, FnStatus::Optimised, Some(f)) = (was_inlined, st.0, caller) {
-        if !agent.probed_sites.contains(&(id, s.site)) && agent.stuck.entry(f).or_default().observe(now_s) && !agent.osr_wanted.contains(&f) {
-            if agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
-                tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
-                agent.osr_wanted.insert(f);
-                queue(agent, f);
-            }
+        let stuck = !agent.probed_sites.contains(&(id, s.site)) && agent.stuck.entry(f).or_default().observe(now_s);
+        if stuck && !agent.osr_wanted.contains(&f) && agent.module(f.0).is_some_and(|m| !m.osr_points(f.1).is_empty()) {
+            tracing::debug!(function = %agent.function_name(f.0, f.1), "an activation from before the patch is still running: on-stack replacement");
+            agent.osr_wanted.insert(f);
+            queue(agent, f);
         }
     }
     if !got_hot {
