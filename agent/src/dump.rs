@@ -222,8 +222,6 @@ pub fn write(agent: &Agent, path: &str) {
 
 /// VmHWM of this process in KiB (`/proc/self/status`).
 fn peak_rss_kb() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line["VmHWM:".len()..].trim().strip_suffix("kB")?.trim().parse().ok()
+    crate::guardrails::status_kb(&std::fs::read_to_string("/proc/self/status").ok()?, "VmHWM:")
 }
 

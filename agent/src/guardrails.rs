@@ -163,12 +163,14 @@ pub struct Usage {
 
 /// Parses `/proc/<pid>/status` text; None if a field is missing.
 pub fn parse_status(text: &str) -> Option<Usage> {
-    let field = |name: &str| -> Option<u64> {
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        let kb: u64 = line[name.len()..].trim().strip_suffix("kB")?.trim().parse().ok()?;
-        Some(kb * 1024)
-    };
-    Some(Usage { address_space: field("VmSize:")?, data: field("VmData:")? })
+    Some(Usage { address_space: status_kb(text, "VmSize:")? * 1024, data: status_kb(text, "VmData:")? * 1024 })
+}
+
+/// The value in KiB of field `name` (with its colon, e.g. `VmHWM:`) of `/proc/<pid>/status`
+/// text.
+pub fn status_kb(text: &str, name: &str) -> Option<u64> {
+    let line = text.lines().find(|l| l.starts_with(name))?;
+    line[name.len()..].trim().strip_suffix("kB")?.trim().parse().ok()
 }
 
 fn usage() -> Option<Usage> {
@@ -469,6 +471,8 @@ mod tests {
         let s = "Name:\tx\nVmPeak:\t  9999 kB\nVmSize:\t    6092 kB\nVmLck:\t0 kB\nVmData:\t     468 kB\n";
         assert_eq!(parse_status(s), Some(Usage { address_space: 6092 * 1024, data: 468 * 1024 }));
         assert_eq!(parse_status("VmSize: 1 kB\n"), None);
+        assert_eq!(status_kb(s, "VmPeak:"), Some(9999));
+        assert_eq!(status_kb(s, "VmHWM:"), None);
     }
 
     #[test]
