@@ -5,6 +5,7 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/osr.cpp");
+    println!("cargo:rerun-if-changed=src/osr.h");
     // llvm-sys publishes the llvm-config it used (`links = "llvm-19"`).
     let config = std::env::var("DEP_LLVM_19_CONFIG_PATH").unwrap_or_else(|_| "llvm-config-19".into());
     let out = Command::new(&config).arg("--cxxflags").output().unwrap_or_else(|e| panic!("run {config}: {e}"));

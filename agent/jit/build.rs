@@ -9,13 +9,15 @@ fn main() {
     println!("cargo:rerun-if-changed=src/extract.cpp");
     println!("cargo:rerun-if-changed=src/optimise.cpp");
     println!("cargo:rerun-if-changed=src/osr.cpp");
+    // osr.cpp uses llvm-ir's C++ (its header; the library is linked through that crate).
+    println!("cargo:rerun-if-changed=../../llvm-ir/src/osr.h");
     // llvm-sys publishes the llvm-config it used (`links = "llvm-19"`).
     let config = std::env::var("DEP_LLVM_19_CONFIG_PATH").unwrap_or_else(|_| "llvm-config-19".into());
     let out = Command::new(&config).arg("--cxxflags").output().unwrap_or_else(|e| panic!("run {config}: {e}"));
     assert!(out.status.success(), "{config} --cxxflags failed");
     let flags = String::from_utf8(out.stdout).expect("llvm-config prints UTF-8");
     let mut build = cc::Build::new();
-    build.cpp(true).file("src/extract.cpp").file("src/optimise.cpp").file("src/osr.cpp").warnings(false);
+    build.cpp(true).file("src/extract.cpp").file("src/optimise.cpp").file("src/osr.cpp").include("../../llvm-ir/src").warnings(false);
     // clang++-19 comes with clang-19, which the build needs anyway (scripts/setup.sh);
     // CXX overrides it.
     if std::env::var_os("CXX").is_none() && Command::new("clang++-19").arg("--version").output().is_ok_and(|o| o.status.success()) {

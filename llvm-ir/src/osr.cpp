@@ -1,6 +1,8 @@
 // The OSR analysis of osr.rs: loop headers and live sets need LoopInfo and the
 // DominatorTree, which the LLVM C API lacks. Everything here only reads the function.
 
+#include "osr.h"
+
 #include <llvm-c/Core.h>
 #include <llvm/Analysis/LoopInfo.h>
 #include <llvm/IR/Dominators.h>
@@ -19,6 +21,19 @@
 #include <vector>
 
 using namespace llvm;
+
+std::unordered_set<const BasicBlock *> drti_osr::reachable_from(BasicBlock *from) {
+  std::unordered_set<const BasicBlock *> seen{from};
+  std::vector<BasicBlock *> work{from};
+  while (!work.empty()) {
+    BasicBlock *b = work.back();
+    work.pop_back();
+    for (BasicBlock *s : successors(b))
+      if (seen.insert(s).second)
+        work.push_back(s);
+  }
+  return seen;
+}
 
 namespace {
 
@@ -102,20 +117,6 @@ struct Candidate {
   std::vector<uint32_t> sites;
 };
 
-// The blocks reachable from `h`, `h` included.
-std::unordered_set<const BasicBlock *> reachable_from(BasicBlock *h) {
-  std::unordered_set<const BasicBlock *> seen{h};
-  std::vector<BasicBlock *> work{h};
-  while (!work.empty()) {
-    BasicBlock *b = work.back();
-    work.pop_back();
-    for (BasicBlock *s : successors(b))
-      if (seen.insert(s).second)
-        work.push_back(s);
-  }
-  return seen;
-}
-
 // Whether `v` has a use in a block of `live_in` (a PHI's use counts in its incoming block).
 bool used_in(Value *v, const std::unordered_set<const BasicBlock *> &live_in) {
   for (Use &u : v->uses()) {
@@ -188,7 +189,7 @@ extern "C" uint32_t *drti_osr_analyze(LLVMValueRef fv, const LLVMValueRef *calls
   std::vector<uint32_t> out{static_cast<uint32_t>(cands.size())};
   for (const Candidate &c : cands) {
     BasicBlock *h = c.loop->getHeader();
-    auto live_in = reachable_from(h);
+    auto live_in = drti_osr::reachable_from(h);
     std::vector<uint32_t> live;
     std::string bad;
     auto consider = [&](Value *v, uint32_t code) {

@@ -11,6 +11,8 @@
 // Every entry point catches nothing (LLVM is built without exceptions) and reports
 // failures as a message made with LLVMCreateMessage, freed by the caller.
 
+#include "osr.h"  // llvm-ir's: reachable_from
+
 #include <llvm-c/Core.h>
 #include <llvm/IR/BasicBlock.h>
 #include <llvm/IR/Constants.h>
@@ -25,7 +27,6 @@
 #include <llvm/Transforms/Utils/Local.h>
 
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -40,20 +41,6 @@ std::string describe(const Value *v) {
   raw_string_ostream os(s);
   v->printAsOperand(os, false);
   return os.str();
-}
-
-// Blocks of `f` reachable from `from`.
-std::set<BasicBlock *> reachable_from(BasicBlock *from) {
-  std::set<BasicBlock *> seen{from};
-  std::vector<BasicBlock *> work{from};
-  while (!work.empty()) {
-    BasicBlock *b = work.back();
-    work.pop_back();
-    for (BasicBlock *s : successors(b))
-      if (seen.insert(s).second)
-        work.push_back(s);
-  }
-  return seen;
 }
 
 }  // namespace
@@ -118,7 +105,7 @@ LLVMValueRef drti_osr_continuation(LLVMValueRef fv, LLVMBasicBlockRef header, co
     auto p = param_of.find(&phi);
     phi.addIncoming(p != param_of.end() ? static_cast<Value *>(fc->getArg(p->second)) : PoisonValue::get(phi.getType()), entry);
   }
-  std::set<BasicBlock *> reach = reachable_from(entry);
+  std::unordered_set<const BasicBlock *> reach = drti_osr::reachable_from(entry);
   for (auto &[v, k] : param_of) {
     auto *inst = dyn_cast<Instruction>(v);
     if (!inst || (isa<PHINode>(inst) && inst->getParent() == h))
