@@ -43,18 +43,7 @@ fn the_compiler_process_compiles_a_portable_object_the_agent_links() {
     let compressed = zstd::bulk::compress(&bc, 3).unwrap();
     let hash = drti_cache::key::sha256(&compressed);
     let globals = vec!["twice".to_string(), "apply".to_string()];
-    let f = |name: &str| FnRef { module: hash, name: name.into() };
-    let req = CompileRequest {
-        id: 1,
-        opt_level: 2,
-        modules: vec![ModuleUse { hash, null_globals: vec![] }],
-        function: f("apply"),
-        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
-        probes: vec![],
-        countdown_static: false,
-        inject_failure: false,
-        osr: None,
-    };
+    let req = apply_request(hash, None);
     let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
     let conn = ep.open(None).expect("start drti-jitd");
     let mut session = Session::open(conn.stream, Duration::from_secs(30)).expect("session");
@@ -99,20 +88,9 @@ fn the_compiler_process_compiles_an_osr_continuation() {
     let compressed = zstd::bulk::compress(&bc, 3).unwrap();
     let hash = drti_cache::key::sha256(&compressed);
     let globals = vec!["twice".to_string(), "apply".to_string()];
-    let f = |name: &str| FnRef { module: hash, name: name.into() };
     // clang-19 -O2: block 2 is the loop; f and n, then the PHIs of i (instruction 4) and s (5).
     let osr = OsrReq { header: 2, live: vec![OSR_LIVE_ARG, OSR_LIVE_ARG | 1, 4, 5] };
-    let req = CompileRequest {
-        id: 1,
-        opt_level: 2,
-        modules: vec![ModuleUse { hash, null_globals: vec![] }],
-        function: f("apply"),
-        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
-        probes: vec![],
-        countdown_static: false,
-        inject_failure: false,
-        osr: Some(osr.clone()),
-    };
+    let req = apply_request(hash, Some(osr.clone()));
     let ep = Endpoint::Spawn { program: env!("CARGO_BIN_EXE_drti-jitd").into() };
     let conn = ep.open(None).expect("start drti-jitd");
     let mut session = Session::open(conn.stream, Duration::from_secs(30)).expect("session");
@@ -173,4 +151,21 @@ fn link_here(bc: &[u8], globals: &[String], object: &[u8], misses: &mut u64, osr
     // SAFETY: the request points at locals of this function, alive until it returns.
     let table = unsafe { bitcode_embed::symbols::object_symbols(&mirror) };
     drti_agent::link::link(object, Some(twice_addr), |name| table.get(name).copied()).unwrap_or_else(|e| panic!("link: {e:?}"))
+}
+
+/// The request for `apply` of module `hash` with `twice` inlined (its continuation at
+/// `osr` if given).
+fn apply_request(hash: Hash, osr: Option<OsrReq>) -> CompileRequest {
+    let f = |name: &str| FnRef { module: hash, name: name.into() };
+    CompileRequest {
+        id: 1,
+        opt_level: 2,
+        modules: vec![ModuleUse { hash, null_globals: vec![] }],
+        function: f("apply"),
+        sites: vec![SiteReq { owner: None, ordinal: 0, targets: vec![TargetReq { function: f("twice"), slot: false }], sample_site: None }],
+        probes: vec![],
+        countdown_static: false,
+        inject_failure: false,
+        osr,
+    }
 }
