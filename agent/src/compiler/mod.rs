@@ -73,6 +73,9 @@ pub struct Compiler {
     /// Processes started that may not have exited yet (see `spawn::reap`).
     starters: Vec<std::process::Child>,
     session: Option<Session>,
+    /// A pidfd of the private server of `session`, taken when it greeted us: a signal
+    /// through it reaches that process or none, never another that reused its pid.
+    server: Option<std::os::fd::OwnedFd>,
     restarts: Restarts,
     /// Why no compiler can be had any more.
     dead: Option<String>,
@@ -108,6 +111,7 @@ impl Compiler {
             cache,
             starters: Vec::new(),
             session: None,
+            server: None,
             restarts: Restarts::default(),
             dead: None,
             perf_map,
@@ -135,8 +139,9 @@ impl Compiler {
             let stream = self.open().map_err(SessionError::Gone)?;
             let s = Session::open(stream, HELLO_TIMEOUT)?;
             tracing::info!(pid = s.server_pid, llvm = %s.llvm, compiler = %s.identity, "compiler process ready");
-            if matches!(self.endpoint, Endpoint::Connect { .. }) {
-                self.identity = Some(s.identity.clone());
+            match self.endpoint {
+                Endpoint::Connect { .. } => self.identity = Some(s.identity.clone()),
+                Endpoint::Spawn { .. } => self.server = pidfd_open(s.server_pid),
             }
             self.session = Some(s);
         }
@@ -222,12 +227,9 @@ impl Compiler {
     /// Closes the session; a private server that may still be busy is killed (it would
     /// otherwise finish a compile nobody waits for).
     fn lose_session(&mut self) {
-        if let Some(s) = self.session.take() {
-            if matches!(self.endpoint, Endpoint::Spawn { .. }) && s.server_pid > 0 {
-                // SAFETY: kill sends a signal; the pid is the server this agent started
-                // (it is in its own session, never the application or its group).
-                unsafe { libc::kill(s.server_pid as libc::pid_t, libc::SIGKILL) };
-            }
+        self.session = None;
+        if let Some(pidfd) = self.server.take() {
+            kill(&pidfd);
         }
     }
 
@@ -274,6 +276,7 @@ impl Compiler {
     /// linked code stays mapped and registered).
     pub fn forget_session(&mut self) {
         self.session = None;
+        self.server = None;
     }
 }
 
@@ -304,6 +307,26 @@ fn runtime_symbol(name: &str) -> Option<u64> {
     (!p.is_null()).then_some(p as u64)
 }
 
+/// A pidfd of process `pid` (close-on-exec), if it still exists.
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if pid == 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0u32) };
+    // SAFETY: a non-negative result is a descriptor nothing else owns.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// SIGKILLs the process of `pidfd`: that process or, if it is gone, none (a pid reused
+/// by another process is never hit, as `kill(pid)` could).
+fn kill(pidfd: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal reads only its arguments (a null siginfo is allowed).
+    unsafe { libc::syscall(libc::SYS_pidfd_send_signal, pidfd.as_raw_fd(), libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0u32) == 0 }
+}
+
 fn failed(reason: &str) -> CompileResult {
     CompileResult { id: 0, phases: Phases::default(), outcome: Outcome::Failed { reason: reason.into() }, messages: vec![] }
 }
@@ -321,4 +344,22 @@ fn to_result(res: &CompileResult) -> JitResult {
         Outcome::Failed { reason } => r.set_error(reason),
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn a_server_is_killed_through_its_pidfd_and_a_gone_one_is_not_signalled() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pidfd = pidfd_open(child.id()).expect("pidfd_open");
+        assert!(kill(&pidfd));
+        assert_eq!(child.wait().unwrap().signal(), Some(libc::SIGKILL));
+        // Reaped: its pid may belong to another process now; the pidfd still names the
+        // dead one, so nothing is signalled.
+        assert!(!kill(&pidfd));
+        assert!(pidfd_open(0).is_none());
+    }
 }
